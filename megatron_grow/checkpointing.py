@@ -1,0 +1,122 @@
+"""Checkpoints through megatron dist_checkpointing (torch_dist), saved atomically.
+
+Layout of ``--save DIR``::
+
+    DIR/iter_0000100/             one dist checkpoint (model, optimizer, scheduler, RNG, data position)
+    DIR/latest_checkpointed_iteration.txt   the iteration to load, replaced atomically
+
+A save writes ``iter_N.tmp`` and renames it to ``iter_N`` only after every rank finished, then
+replaces the tracker file. A crash at any point leaves the tracker naming the previous complete
+checkpoint. Weights and optimizer moments are ShardedTensors keyed by parameter, so a checkpoint
+loads into any TP/PP layout; the RNG states are per rank and restored only in the same layout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+import torch.distributed as dist
+from megatron.core import dist_checkpointing
+from megatron.core import parallel_state as ps
+from megatron.core.dist_checkpointing.mapping import ShardedObject
+
+TRACKER = "latest_checkpointed_iteration.txt"
+
+
+def iter_dir(root: str, iteration: int) -> str:
+    return os.path.join(root, f"iter_{iteration:07d}")
+
+
+def latest_iteration(root: str) -> int | None:
+    path = os.path.join(root, TRACKER)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return int(f.read().strip())
+
+
+def layout() -> dict:
+    return {"tp": ps.get_tensor_model_parallel_world_size(), "pp": ps.get_pipeline_model_parallel_world_size(),
+            "dp": ps.get_data_parallel_world_size()}
+
+
+def _rng_state():
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    state = {"torch": torch.get_rng_state(), "tracker": get_cuda_rng_tracker().get_states()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    return ShardedObject("rng_state", state, (world,), (rank,), replica_id=0)
+
+
+def _sharded_state(model, optimizer, scheduler, common: dict, with_rng: bool, is_loading: bool):
+    model_sd = model.sharded_state_dict()
+    sd = {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model.sharded_state_dict(), is_loading),
+          "scheduler": scheduler.state_dict(), **common}
+    if with_rng:
+        sd["rng_state"] = _rng_state()
+    return sd
+
+
+def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -> str:
+    """Save a complete checkpoint of ``iteration`` under ``root`` atomically; returns its path."""
+    final, tmp = iter_dir(root, iteration), iter_dir(root, iteration) + ".tmp"
+    if dist.get_rank() == 0:
+        os.makedirs(root, exist_ok=True)
+        if os.path.exists(tmp):  # the leftover of a crashed save of this iteration
+            shutil.rmtree(tmp)
+        os.makedirs(tmp)
+    dist.barrier()
+    meta = dict(common, iteration=iteration, layout=layout())
+    dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, meta, True, False), tmp)
+    dist.barrier()
+    if dist.get_rank() == 0:
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        tracker_tmp = os.path.join(root, TRACKER + ".tmp")
+        with open(tracker_tmp, "w") as f:
+            f.write(str(iteration))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tracker_tmp, os.path.join(root, TRACKER))
+    dist.barrier()
+    return final
+
+
+def read_common(path: str) -> dict:
+    """The non-sharded part of a checkpoint (iteration, layout, config, data position, ...)."""
+    return dist_checkpointing.load_common_state_dict(path)
+
+
+def load(root: str, model, optimizer, scheduler) -> dict:
+    """Load the latest complete checkpoint in ``root`` into model, optimizer and scheduler.
+
+    Returns the checkpoint's common state (iteration, consumed_samples, ...)."""
+    iteration = latest_iteration(root)
+    if iteration is None:
+        raise SystemExit(f"--load {root}: no {TRACKER} there; it holds no complete checkpoint")
+    path = iter_dir(root, iteration)
+    common = read_common(path)
+    same_layout = common.get("layout") == layout()
+    sd = _sharded_state(model, optimizer, scheduler, {}, same_layout, True)
+    sd.pop("scheduler")
+    state = dist_checkpointing.load(sd, path)
+    model.load_state_dict(state["model"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(common["scheduler"])
+    if same_layout:
+        _restore_rng(state["rng_state"])
+    return common
+
+
+def _restore_rng(state):
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    torch.set_rng_state(state["torch"])
+    get_cuda_rng_tracker().set_states(state["tracker"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])

@@ -1,0 +1,259 @@
+"""One typed RunConfig, parsed from Megatron-style flags; validate() reports every problem at once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from megatron_grow.models import FAMILIES, SIZE_FIELDS
+
+
+@dataclass
+class RunConfig:
+    # model
+    model: str = "llama3"
+    preset: str = "tiny"
+    num_layers: Optional[int] = None
+    hidden_size: Optional[int] = None
+    ffn_hidden_size: Optional[int] = None
+    num_attention_heads: Optional[int] = None
+    num_query_groups: Optional[int] = None
+    kv_channels: Optional[int] = None
+    seq_length: Optional[int] = None
+    max_position_embeddings: Optional[int] = None
+    vocab_size: Optional[int] = None
+    init_method_std: float = 0.02
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    # platform
+    device: str = "auto"
+    transformer_impl: str = "auto"
+    bf16: Optional[bool] = None
+    # parallelism
+    tensor_model_parallel_size: int = 1
+    pipeline_model_parallel_size: int = 1
+    decoder_first_pipeline_num_layers: Optional[int] = None
+    decoder_last_pipeline_num_layers: Optional[int] = None
+    # training
+    micro_batch_size: int = 4
+    global_batch_size: Optional[int] = None
+    train_iters: int = 100
+    seed: int = 1234
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    min_lr: float = 0.0
+    lr_decay_style: str = "wsd"
+    lr_warmup_iters: Optional[int] = None
+    lr_warmup_fraction: float = 0.02
+    lr_wsd_decay_iters: Optional[int] = None
+    lr_wsd_decay_fraction: float = 0.1
+    lr_wsd_decay_style: str = "linear"
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+    # data
+    data_path: Optional[str] = None
+    tokenizer_model: Optional[str] = None
+    mock_data: bool = False
+    split: str = "98,2,0"
+    data_cache_path: Optional[str] = None
+    # eval
+    eval_interval: int = 50
+    eval_iters: int = 4
+    # checkpointing
+    save: Optional[str] = None
+    save_interval: Optional[int] = None
+    load: Optional[str] = None
+    # logging
+    log_interval: int = 1
+    metrics_file: Optional[str] = None
+    tensorboard_dir: Optional[str] = None
+    progress: bool = True
+    # filled in by finalize(): world layout
+    world_size: int = field(default=1, repr=False)
+
+    @property
+    def data_parallel_size(self) -> int:
+        return self.world_size // (self.tensor_model_parallel_size * self.pipeline_model_parallel_size)
+
+    @property
+    def num_micro_batches(self) -> int:
+        return self.global_batch_size // (self.micro_batch_size * self.data_parallel_size)
+
+
+CHOICES = {
+    "model": sorted(FAMILIES),
+    "device": ["auto", "cpu", "cuda"],
+    "transformer_impl": ["auto", "local", "transformer_engine"],
+    "optimizer": ["adam"],
+    "lr_decay_style": ["wsd", "cosine", "constant", "linear"],
+    "lr_wsd_decay_style": ["linear", "cosine", "exponential", "minus_sqrt"],
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m megatron_grow.train",
+        description="Train a GPT2 / LLaMA3 model on megatron-core. Flags follow Megatron-LM's names; "
+        "every preset field can be overridden by its flag.",
+    )
+    for f in dataclasses.fields(RunConfig):
+        if not f.repr:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", "Optional[bool]"):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            continue
+        typ = {"int": int, "Optional[int]": int, "float": float}.get(f.type, str)
+        p.add_argument(flag, type=typ, default=f.default, choices=CHOICES.get(f.name), metavar=None)
+    return p
+
+
+class ConfigError(SystemExit):
+    """Raised with every problem found, one per line, each naming the flag to change."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def parse_args(argv=None) -> RunConfig:
+    ns = parser().parse_args(argv)
+    return RunConfig(**vars(ns))
+
+
+def apply_preset(cfg: RunConfig) -> list[str]:
+    """Fill unset size fields from the family preset; returns problems (unknown preset)."""
+    presets = FAMILIES[cfg.model]["presets"]
+    if cfg.preset not in presets:
+        return [f"--preset {cfg.preset!r} is not a {cfg.model} preset; choose one of {', '.join(presets)}"]
+    for k, v in presets[cfg.preset].items():
+        if getattr(cfg, k) is None:
+            setattr(cfg, k, v)
+    if cfg.num_query_groups is None:
+        cfg.num_query_groups = cfg.num_attention_heads
+    if cfg.max_position_embeddings is None:
+        cfg.max_position_embeddings = cfg.seq_length
+    return []
+
+
+def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = False) -> RunConfig:
+    """Resolve presets and defaults for ``world_size`` ranks, then validate (raises ConfigError)."""
+    cfg.world_size = world_size
+    problems = apply_preset(cfg)
+    if cfg.bf16 is None:
+        cfg.bf16 = device == "cuda"
+    if cfg.transformer_impl == "auto":
+        cfg.transformer_impl = "transformer_engine" if device == "cuda" and te_available else "local"
+    if not problems:
+        if cfg.global_batch_size is None and world_size % (cfg.tensor_model_parallel_size * cfg.pipeline_model_parallel_size) == 0:
+            cfg.global_batch_size = cfg.micro_batch_size * max(cfg.data_parallel_size, 1)
+        problems = validate(cfg, device, te_available)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[str]:
+    """Every inconsistency in ``cfg``, each as a message naming the flag and what would work."""
+    P = []
+    tp, pp, ws = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.world_size
+    for name in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "micro_batch_size",
+                 "train_iters", "hidden_size", "num_attention_heads", "seq_length", "eval_iters",
+                 "log_interval", "eval_interval"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            P.append(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(cfg, name)})")
+    if P:
+        return P
+    if ws % (tp * pp):
+        P.append(f"world size {ws} is not divisible by --tensor-model-parallel-size {tp} x "
+                 f"--pipeline-model-parallel-size {pp}; launch a multiple of {tp * pp} processes")
+    if cfg.num_layers < 0:
+        P.append(f"--num-layers must be >= 0 (got {cfg.num_layers})")
+    if cfg.num_attention_heads % tp:
+        P.append(f"--num-attention-heads {cfg.num_attention_heads} is not divisible by "
+                 f"--tensor-model-parallel-size {tp}")
+    if cfg.num_query_groups % tp:
+        P.append(f"--num-query-groups {cfg.num_query_groups} is not divisible by "
+                 f"--tensor-model-parallel-size {tp}")
+    if cfg.num_attention_heads % cfg.num_query_groups:
+        P.append(f"--num-attention-heads {cfg.num_attention_heads} is not divisible by "
+                 f"--num-query-groups {cfg.num_query_groups}")
+    if cfg.kv_channels is None and cfg.hidden_size % cfg.num_attention_heads:
+        P.append(f"--hidden-size {cfg.hidden_size} is not divisible by --num-attention-heads "
+                 f"{cfg.num_attention_heads}; change one or set --kv-channels")
+    if cfg.ffn_hidden_size % tp:
+        P.append(f"--ffn-hidden-size {cfg.ffn_hidden_size} is not divisible by --tensor-model-parallel-size {tp}")
+    P += _pipeline_problems(cfg)
+    if cfg.max_position_embeddings < cfg.seq_length:
+        P.append(f"--seq-length {cfg.seq_length} exceeds --max-position-embeddings {cfg.max_position_embeddings}")
+    if ws % (tp * pp) == 0:
+        dp = cfg.data_parallel_size
+        if cfg.global_batch_size % (cfg.micro_batch_size * dp):
+            P.append(f"--global-batch-size {cfg.global_batch_size} is not divisible by --micro-batch-size "
+                     f"{cfg.micro_batch_size} x data-parallel size {dp}; use a multiple of "
+                     f"{cfg.micro_batch_size * dp}")
+    if not cfg.mock_data and not cfg.data_path:
+        P.append("no training data: pass --data-path PREFIX (a .bin/.idx prefix from tools/preprocess_data.py), "
+                 "--data-path demo (the bundled corpus), or --mock-data")
+    if cfg.data_path and cfg.data_path != "demo" and not cfg.mock_data:
+        for ext in (".bin", ".idx"):
+            if not os.path.isfile(cfg.data_path + ext):
+                P.append(f"--data-path {cfg.data_path}: file {cfg.data_path + ext} not found; "
+                         f"create it with tools/preprocess_data.py")
+        if not cfg.tokenizer_model:
+            P.append("--data-path needs --tokenizer-model (the sentencepiece model it was preprocessed with)")
+    if cfg.tokenizer_model and not os.path.isfile(cfg.tokenizer_model):
+        P.append(f"--tokenizer-model {cfg.tokenizer_model}: file not found")
+    try:
+        parts = [float(x) for x in cfg.split.split(",")]
+        if len(parts) != 3 or sum(parts) <= 0 or parts[0] <= 0 or min(parts) < 0:
+            raise ValueError
+    except ValueError:
+        P.append(f"--split {cfg.split!r} must be three non-negative weights like 98,2,0 with a train part > 0")
+    if cfg.device == "cpu" or device == "cpu":
+        if cfg.bf16:
+            P.append("--bf16 is for GPUs; on --device cpu train in fp32 (--no-bf16)")
+        if cfg.transformer_impl == "transformer_engine":
+            P.append("--transformer-impl transformer_engine needs a GPU; use --transformer-impl local on CPU")
+    if cfg.transformer_impl == "transformer_engine" and not te_available and device == "cuda":
+        P.append("--transformer-impl transformer_engine: Transformer Engine is not importable; "
+                 "pip install -e .[gpu] or use --transformer-impl local")
+    if cfg.save_interval is not None and not cfg.save:
+        P.append("--save-interval needs --save DIR")
+    if cfg.load and not os.path.isdir(cfg.load):
+        P.append(f"--load {cfg.load}: directory not found")
+    if cfg.lr_warmup_iters is not None and cfg.lr_warmup_iters > cfg.train_iters:
+        P.append(f"--lr-warmup-iters {cfg.lr_warmup_iters} exceeds --train-iters {cfg.train_iters}")
+    if not 0 <= cfg.lr_warmup_fraction < 1:
+        P.append(f"--lr-warmup-fraction {cfg.lr_warmup_fraction} must be in [0, 1)")
+    if not 0 <= cfg.lr_wsd_decay_fraction <= 1:
+        P.append(f"--lr-wsd-decay-fraction {cfg.lr_wsd_decay_fraction} must be in [0, 1]")
+    return P
+
+
+def _pipeline_problems(cfg: RunConfig) -> list[str]:
+    pp, L = cfg.pipeline_model_parallel_size, cfg.num_layers
+    first, last = cfg.decoder_first_pipeline_num_layers, cfg.decoder_last_pipeline_num_layers
+    if pp == 1:
+        if first is not None or last is not None:
+            return ["--decoder-first/last-pipeline-num-layers need --pipeline-model-parallel-size > 1"]
+        return []
+    if L == 0:
+        return [f"--num-layers 0 has no layers to split over --pipeline-model-parallel-size {pp}; "
+                "use --pipeline-model-parallel-size 1"]
+    rest, middle = L - (first or 0) - (last or 0), pp - (first is not None) - (last is not None)
+    if first is None and last is None and L % pp:
+        return [f"--num-layers {L} does not split evenly over --pipeline-model-parallel-size {pp}: "
+                f"use a multiple of {pp} layers, or place the remainder with "
+                f"--decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers"]
+    if rest < 0 or (middle == 0 and rest != 0) or (middle > 0 and (rest % middle or rest == 0)):
+        return [f"--decoder-first-pipeline-num-layers {first} / --decoder-last-pipeline-num-layers {last} "
+                f"leave {rest} of --num-layers {L} layers for {middle} middle stage(s); they must split "
+                f"evenly with at least one layer per stage"]
+    return []

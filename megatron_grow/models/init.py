@@ -1,0 +1,83 @@
+"""Layout-independent initialisation: every weight is a function of (seed, global parameter name).
+
+Each parameter's FULL (unsharded) tensor is drawn from a generator seeded by a hash of the seed
+and its global name (layers numbered globally, across pipeline stages), then this rank keeps its
+tensor-parallel shard. So a TP1/PP1 run and a TP2/PP2 run start from identical weights.
+
+Rule (GPT-2 / Megatron): weights ~ N(0, std); residual-branch output projections (attention
+``linear_proj`` and MLP ``linear_fc2``) ~ N(0, std / sqrt(2 L)); biases 0; norm scales 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+import torch
+from megatron.core import parallel_state as ps
+
+_LAYER = re.compile(r"^(.*decoder\.layers\.)(\d+)(\..*)$")
+OUTPUT_PROJECTIONS = ("self_attention.linear_proj.weight", "mlp.linear_fc2.weight")
+
+
+def global_names(model) -> dict[str, str]:
+    """Local parameter name -> global name (pipeline-local layer index -> global layer index).
+
+    A tied output layer on the last stage maps to the embedding's name, so both copies agree."""
+    offsets = {i: layer.layer_number - 1 for i, layer in enumerate(model.decoder.layers)}
+    tied = model.share_embeddings_and_output_weights
+    out = {}
+    for name, _ in model.named_parameters():
+        m = _LAYER.match(name)
+        g = f"{m.group(1)}{offsets[int(m.group(2))]}{m.group(3)}" if m else name
+        if tied and g == "output_layer.weight":
+            g = "embedding.word_embeddings.weight"
+        out[name] = g
+    return out
+
+
+def full_shape(param, name: str, tp: int) -> tuple[int, ...]:
+    shape = list(param.shape)
+    if getattr(param, "tensor_model_parallel", False):
+        shape[param.partition_dim] *= tp
+    return tuple(shape)
+
+
+def local_shard(full: torch.Tensor, param, name: str, tp: int, tp_rank: int, gated: bool) -> torch.Tensor:
+    """This TP rank's slice of a full tensor, in megatron's local layout."""
+    if not getattr(param, "tensor_model_parallel", False) or tp == 1:
+        return full
+    dim = param.partition_dim
+    if gated and "mlp.linear_fc1" in name:  # local fc1 is [gate shard; up shard]
+        halves = full.chunk(2, dim=dim)
+        return torch.cat([h.chunk(tp, dim=dim)[tp_rank] for h in halves], dim=dim)
+    return full.chunk(tp, dim=dim)[tp_rank]
+
+
+def _generator(seed: int, name: str, device) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def full_init(name: str, shape, seed: int, std: float, num_layers: int, device, dtype) -> torch.Tensor:
+    """The full tensor the init rule gives the parameter with global name ``name``."""
+    leaf = name.rsplit(".", 1)[-1]
+    if len(shape) == 1:
+        is_norm_scale = leaf == "weight" and ("norm" in name or "layer_norm" in name)
+        return (torch.ones if is_norm_scale else torch.zeros)(shape, device=device, dtype=dtype)
+    if name.endswith(OUTPUT_PROJECTIONS):
+        std = std / math.sqrt(2.0 * max(num_layers, 1))
+    out = torch.empty(shape, device=device, dtype=torch.float32)
+    out.normal_(0.0, std, generator=_generator(seed, name, device))
+    return out.to(dtype)
+
+
+@torch.no_grad()
+def init_weights(model, seed: int, std: float, num_layers: int) -> None:
+    tp, tp_rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
+    gated = model.config.gated_linear_unit
+    names = global_names(model)
+    for name, p in model.named_parameters():
+        full = full_init(names[name], full_shape(p, name, tp), seed, std, num_layers, p.device, p.dtype)
+        p.copy_(local_shard(full, p, name, tp, tp_rank, gated))

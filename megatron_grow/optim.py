@@ -1,0 +1,125 @@
+"""Optimizer path: a torch optimizer over megatron DDP's reduced grads, with fp32 master weights
+for bf16 models, global-norm clipping over the model-parallel group, a megatron-core
+OptimizerParamScheduler, and a dist_checkpointing sharded state dict keyed like the parameters.
+
+megatron-core's own optimizer wrappers assume CUDA tensors; this path runs the same on CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from megatron.core import parallel_state as ps
+from megatron.core.dist_checkpointing.optimizer import (
+    get_param_id_to_sharded_param_map,
+    optim_state_to_sharding_state,
+)
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
+from megatron.core.transformer.module import param_is_not_shared
+
+
+def _no_decay(name: str, p) -> bool:
+    return p.ndim < 2 or name.endswith(".bias")
+
+
+class Optimizer:
+    """Wraps a torch optimizer for one model chunk whose grads megatron DDP left in ``main_grad``."""
+
+    def __init__(self, model, cfg):
+        self.model = model
+        self.clip_grad = cfg.clip_grad
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        # bf16 models keep fp32 master copies; fp32 models step their own parameters.
+        self.masters = [p.detach().float().clone() if p.dtype != torch.float32 else p for p in self.params]
+        groups = [
+            {"params": [m for (n, p), m in zip(named, self.masters) if not _no_decay(n, p)], "wd_mult": 1.0},
+            {"params": [m for (n, p), m in zip(named, self.masters) if _no_decay(n, p)], "wd_mult": 0.0},
+        ]
+        # Group order fixes the state-dict ids: remember the model-param order behind it.
+        order = {id(m): i for i, m in enumerate(self.masters)}
+        self.params_in_group_order = [self.params[order[id(m)]] for g in groups for m in g["params"]]
+        self.optimizer = torch.optim.AdamW(
+            [g for g in groups if g["params"]], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+            eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+        )
+
+    @property
+    def param_groups(self):  # what OptimizerParamScheduler drives
+        return self.optimizer.param_groups
+
+    def grad_norm(self) -> float:
+        """Global L2 norm of the gradients (each shard counted once across TP/PP/DP)."""
+        sq = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
+        for p in self.params:
+            if p.main_grad is not None and param_is_not_shared(p) and param_is_not_tensor_parallel_duplicate(p):
+                sq += p.main_grad.float().pow(2).sum()
+        torch.distributed.all_reduce(sq, group=ps.get_model_parallel_group())
+        return sq.sqrt().item()
+
+    @torch.no_grad()
+    def step(self) -> float:
+        norm = self.grad_norm()
+        scale = self.clip_grad / (norm + 1e-6) if self.clip_grad and norm > self.clip_grad else 1.0
+        for p, m in zip(self.params, self.masters):
+            m.grad = p.main_grad.float() * scale if scale != 1.0 else p.main_grad.float()
+        self.optimizer.step()
+        for p, m in zip(self.params, self.masters):
+            m.grad = None
+            if m is not p:
+                p.copy_(m)
+        return norm
+
+    # --- checkpointing -------------------------------------------------------------------
+    def _init_state(self):
+        for g in self.optimizer.param_groups:
+            for m in g["params"]:
+                if not self.optimizer.state[m]:
+                    self.optimizer.state[m] = {"step": torch.tensor(0.0),
+                                               "exp_avg": torch.zeros_like(m),
+                                               "exp_avg_sq": torch.zeros_like(m)}
+
+    def sharded_state_dict(self, model_sharded_state_dict, is_loading: bool = False):
+        """Adam moments (and fp32 masters) as ShardedTensors keyed ``optimizer.state.<k>.<param key>``,
+        so they reshard across TP/PP exactly like the weights."""
+        if is_loading:
+            self._init_state()
+        sd = self.optimizer.state_dict()
+        for i, m in enumerate(m for g in self.optimizer.param_groups for m in g["params"]):
+            if m is not self.params_in_group_order[i] and i in sd["state"]:
+                sd["state"][i]["fp32_param"] = m
+        id_map = get_param_id_to_sharded_param_map(model_sharded_state_dict, self.params_in_group_order)
+        steps = {float(s["step"]) for s in sd["state"].values() if "step" in s}
+        if len(steps) > 1:
+            raise ValueError(f"optimizer steps differ across parameters: {steps}")
+        optim_state_to_sharding_state(sd, id_map, exclude_keys=("step",))
+        sd["common_step"] = steps.pop() if steps else 0.0
+        return sd
+
+    def load_state_dict(self, sd):
+        step = sd.pop("common_step")
+        masters = {}
+        for i, s in sd["state"].items():
+            s["step"] = torch.tensor(step)
+            if "fp32_param" in s:
+                masters[i] = s.pop("fp32_param")
+        self.optimizer.load_state_dict(sd)
+        flat = [m for g in self.optimizer.param_groups for m in g["params"]]
+        with torch.no_grad():
+            for i, t in masters.items():
+                flat[i].copy_(t)
+
+
+def build_scheduler(optimizer: Optimizer, cfg) -> OptimizerParamScheduler:
+    """megatron-core's scheduler, stepped once per iteration: linear warmup, then wsd / cosine /
+    constant / linear decay to --min-lr at --train-iters."""
+    T = cfg.train_iters
+    warmup = cfg.lr_warmup_iters if cfg.lr_warmup_iters is not None else int(cfg.lr_warmup_fraction * T)
+    wsd = cfg.lr_wsd_decay_iters if cfg.lr_wsd_decay_iters is not None else int(cfg.lr_wsd_decay_fraction * T)
+    return OptimizerParamScheduler(
+        optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=warmup,
+        lr_decay_steps=T, lr_decay_style="WSD" if cfg.lr_decay_style == "wsd" else cfg.lr_decay_style, start_wd=cfg.weight_decay,
+        end_wd=cfg.weight_decay, wd_incr_steps=T, wd_incr_style="constant",
+        wsd_decay_steps=wsd if cfg.lr_decay_style == "wsd" else None,
+        lr_wsd_decay_style=cfg.lr_wsd_decay_style if cfg.lr_decay_style == "wsd" else None,
+    )

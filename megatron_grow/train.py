@@ -1,0 +1,111 @@
+"""Entry point: ``torchrun --nproc_per_node N -m megatron_grow.train --model llama3 --preset tiny ...``.
+
+A plain ``python -m megatron_grow.train`` runs as a world of one process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+
+
+def _quiet():
+    """megatron-core warns at import about every optional accelerator package it does not find."""
+    warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine|TE|apex).*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="megatron")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    import logging
+
+    logging.getLogger("megatron").setLevel(logging.ERROR)
+
+
+def te_available() -> bool:
+    try:
+        import transformer_engine  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+class Data:
+    """Train / held-out iterators over the configured data source."""
+
+    def __init__(self, cfg, tokenizer, dp_rank: int, dp_size: int):
+        from megatron_grow.data.datasets import build_datasets, micro_batches
+
+        self.tokenizer = tokenizer
+        self.cfg, self.dp_rank, self.dp_size, self._micro_batches = cfg, dp_rank, dp_size, micro_batches
+        n_train = cfg.train_iters * cfg.global_batch_size
+        n_valid = cfg.eval_iters * cfg.global_batch_size
+        self.train, self.valid, _ = build_datasets(
+            None if cfg.mock_data else cfg.data_path, tokenizer,
+            cfg.seq_length, cfg.seed, cfg.split, (n_train, n_valid, 0), mock=cfg.mock_data,
+            vocab_size=cfg.vocab_size, path_to_cache=cfg.data_cache_path,
+        )
+
+    def train_iterator(self, consumed_samples: int):
+        c = self.cfg
+        return self._micro_batches(self.train, consumed_samples, c.micro_batch_size, self.dp_rank, self.dp_size)
+
+    def valid_iterator(self):
+        c = self.cfg
+        return self._micro_batches(self.valid, 0, c.micro_batch_size, self.dp_rank, self.dp_size)
+
+
+def resolve_data(cfg):
+    """Point --data-path demo at the bundled corpus (built on first use) and load the tokenizer."""
+    from megatron_grow.data.tokenizer import Tokenizer
+
+    if cfg.mock_data:
+        return None
+    if cfg.data_path == "demo":
+        from megatron_grow.data.corpus import demo_corpus
+
+        cfg.data_path, model = demo_corpus()
+        cfg.tokenizer_model = cfg.tokenizer_model or model
+    tok = Tokenizer(cfg.tokenizer_model)
+    cfg.vocab_size = tok.vocab_size
+    return tok
+
+
+def main(argv=None) -> dict:
+    _quiet()
+    from megatron_grow import config, platform, training
+
+    cfg = config.parse_args(argv)
+    device = platform.resolve_device(cfg.device)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    has_te = device == "cuda" and te_available()
+    cfg = config.finalize(cfg, world, device, has_te)  # every config problem, before any work
+    rank, world, dev = platform.init_distributed(device)
+    platform.init_model_parallel(cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.seed)
+    from megatron.core import parallel_state as ps
+
+    tokenizer = resolve_data(cfg)
+    data = Data(cfg, tokenizer, ps.get_data_parallel_rank(), ps.get_data_parallel_world_size())
+    state = training.build_state(cfg, dev)
+    if cfg.load:
+        training.load_checkpoint(cfg, state)
+    t0 = time.time()
+    summary = training.train(cfg, state, data, dev)
+    if rank == 0:
+        tok_s = summary["tokens"] / max(summary["seconds"], 1e-9)
+        print(f"\ndone: {cfg.model} {cfg.num_layers} layers, {state.iteration} iterations in "
+              f"{time.time() - t0:.1f}s ({tok_s:,.0f} tokens/s) | train loss "
+              f"{summary['first_loss']} -> {summary['last_loss']} | val loss {summary['val_loss']}"
+              + (f" | checkpoint {cfg.save}" if cfg.save else "")
+              + (f" | metrics {cfg.metrics_file}" if cfg.metrics_file else ""), flush=True)
+    platform.shutdown()
+    return summary
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit as e:
+        if e.code not in (0, None) and not isinstance(e.code, int):
+            print(f"error: {e.code}", file=sys.stderr)
+            sys.exit(2)
+        raise

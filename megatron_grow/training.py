@@ -1,0 +1,166 @@
+"""The training loop: megatron-core's forward_backward_func (1F1B with PP), DDP grads, our optimizer
+step, held-out eval, metrics, checkpoints.
+
+State flows one way: config -> platform -> model -> optimizer -> loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from functools import partial
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state as ps
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+from megatron.core.pipeline_parallel import get_forward_backward_func
+
+from megatron_grow import checkpointing, flops
+from megatron_grow.models import build_model
+from megatron_grow.monitor import Monitor
+from megatron_grow.optim import Optimizer, build_scheduler
+
+
+@dataclasses.dataclass
+class State:
+    """Everything of a run that lives in one (model, optimizer, layout) state."""
+
+    model: DistributedDataParallel
+    optimizer: Optimizer
+    scheduler: object
+    iteration: int = 0
+    consumed_samples: int = 0
+
+
+def build_state(cfg, device: torch.device) -> State:
+    """Model (wrapped in megatron DDP), optimizer and scheduler for the current parallel layout."""
+    tp, pp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size
+    model = build_model(cfg, tp, pp, device)
+    ddp = DistributedDataParallel(
+        config=model.config,
+        ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+                                                 use_distributed_optimizer=False),
+        module=model,
+    )
+    model.config.no_sync_func = ddp.no_sync
+    model.config.finalize_model_grads_func = finalize_model_grads
+    optimizer = Optimizer(ddp.module, cfg)
+    return State(ddp, optimizer, build_scheduler(optimizer, cfg))
+
+
+def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+    losses = output_tensor.float()
+    loss = torch.sum(losses.view(-1) * loss_mask.view(-1)) / loss_mask.sum().clamp(min=1)
+    # The schedule divides the returned loss in place: report a clone.
+    return loss, {"lm_loss": loss.detach().clone()}
+
+
+def _forward_step(device, data_iterator, model):
+    batch = next(data_iterator)
+    tokens, labels = batch["tokens"].to(device), batch["labels"].to(device)
+    output = model(tokens, batch["position_ids"].to(device), None, labels=labels)
+    return output, partial(_loss_func, batch["loss_mask"].to(device))
+
+
+def run_microbatches(cfg, state: State, data_iterator, device, forward_only: bool) -> float | None:
+    """One global batch through forward(+backward); returns the mean loss on every rank."""
+    fb = get_forward_backward_func()
+    out = fb(
+        forward_step_func=partial(_forward_step, device), data_iterator=data_iterator,
+        model=[state.model], num_microbatches=cfg.num_micro_batches, seq_length=cfg.seq_length,
+        micro_batch_size=cfg.micro_batch_size, decoder_seq_length=cfg.seq_length, forward_only=forward_only,
+    )
+    return average_loss(out)
+
+
+def average_loss(losses: list) -> float:
+    """Mean of the micro-batch losses over DP ranks, made known to every rank (rank 0 logs it)."""
+    total = torch.zeros(2, dtype=torch.float64)
+    if ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0:
+        total[0] = sum(float(x["lm_loss"]) for x in losses)
+        total[1] = len(losses)
+    if dist.get_backend() == "nccl":
+        total = total.cuda()
+    dist.all_reduce(total)
+    return (total[0] / total[1]).item()
+
+
+def train_step(cfg, state: State, data_iterator, device) -> tuple[float, float]:
+    state.model.zero_grad_buffer()
+    loss = run_microbatches(cfg, state, data_iterator, device, forward_only=False)
+    grad_norm = state.optimizer.step()
+    state.scheduler.step(increment=1)
+    return loss, grad_norm
+
+
+@torch.no_grad()
+def evaluate(cfg, state: State, make_valid_iterator, device) -> float:
+    """Mean held-out loss over --eval-iters fixed global batches (the same batches every time)."""
+    state.model.eval()
+    it = make_valid_iterator()
+    loss = sum(run_microbatches(cfg, state, it, device, forward_only=True) for _ in range(cfg.eval_iters))
+    state.model.train()
+    return loss / cfg.eval_iters
+
+
+def common_state(cfg, state: State) -> dict:
+    return {"consumed_samples": state.consumed_samples, "num_layers": cfg.num_layers, "model": cfg.model,
+            "config": {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}}
+
+
+def save_checkpoint(cfg, state: State) -> None:
+    checkpointing.save(cfg.save, state.iteration, state.model.module, state.optimizer, state.scheduler,
+                       common_state(cfg, state))
+
+
+def load_checkpoint(cfg, state: State) -> None:
+    common = checkpointing.load(cfg.load, state.model.module, state.optimizer, state.scheduler)
+    state.iteration = common["iteration"]
+    state.consumed_samples = common["consumed_samples"]
+
+
+def train(cfg, state: State, data, device) -> dict:
+    """The loop. ``data`` provides train_iterator(consumed_samples) and valid_iterator()."""
+    rank = dist.get_rank()
+    mon = Monitor(cfg, rank, state.iteration)
+    tp, pp, dp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.data_parallel_size
+    tokens_per_iter = cfg.global_batch_size * cfg.seq_length
+    flops_per_iter = flops.train_flops(cfg, tokens_per_iter)
+    n_params = flops.param_count(cfg)
+    mon.print(f"model {cfg.model}/{cfg.preset}: {cfg.num_layers} layers, {n_params / 1e6:.2f}M params | "
+              f"layout TP{tp} PP{pp} DP{dp} | global batch {cfg.global_batch_size} x {cfg.seq_length} tokens | "
+              f"iters {state.iteration}->{cfg.train_iters}")
+    train_iter = data.train_iterator(state.consumed_samples)
+    summary = {"first_loss": None, "last_loss": None, "val_loss": None, "tokens": 0, "seconds": 0.0}
+    t_start = time.time()
+    while state.iteration < cfg.train_iters:
+        t0 = time.time()
+        loss, grad_norm = train_step(cfg, state, train_iter, device)
+        state.iteration += 1
+        state.consumed_samples += cfg.global_batch_size
+        dt = time.time() - t0
+        summary["tokens"] += tokens_per_iter
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"iteration {state.iteration}: loss is {loss}; lower --lr or check the data")
+        summary["first_loss"] = summary["first_loss"] if summary["first_loss"] is not None else loss
+        summary["last_loss"] = loss
+        if state.iteration % cfg.log_interval == 0 or state.iteration == cfg.train_iters:
+            mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
+                     "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                     "num_layers": cfg.num_layers, "tp": tp, "pp": pp, "dp": dp, "tokens": tokens_per_iter,
+                     "flops": flops_per_iter, "step_time_s": dt, "tokens_per_s": tokens_per_iter / dt})
+        mon.advance()
+        if state.iteration % cfg.eval_interval == 0 or state.iteration == cfg.train_iters:
+            val = evaluate(cfg, state, data.valid_iterator, device)
+            summary["val_loss"] = val
+            mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "val_loss": val})
+            mon.print(f"iter {state.iteration}: val_loss {val:.4f}")
+        if cfg.save and cfg.save_interval and state.iteration % cfg.save_interval == 0:
+            save_checkpoint(cfg, state)
+    if cfg.save and (not cfg.save_interval or state.iteration % cfg.save_interval):
+        save_checkpoint(cfg, state)
+    summary["seconds"] = time.time() - t_start
+    mon.close()
+    return summary
