@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 
 import torch
 import torch.distributed as dist
@@ -54,8 +55,10 @@ def _rng_state():
 
 def _sharded_state(model, optimizer, scheduler, common: dict, with_rng: bool, is_loading: bool):
     model_sd = model.sharded_state_dict()
-    sd = {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model.sharded_state_dict(), is_loading),
-          "scheduler": scheduler.state_dict(), **common}
+    clash = set(common) & {"model", "optimizer", "scheduler", "rng_state"}
+    assert not clash, f"common checkpoint keys {clash} would shadow sharded state"
+    sd = {**common, "model": model_sd, "scheduler": scheduler.state_dict(),
+          "optimizer": optimizer.sharded_state_dict(model.sharded_state_dict(), is_loading)}
     if with_rng:
         sd["rng_state"] = _rng_state()
     return sd
@@ -73,6 +76,8 @@ def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -
     meta = dict(common, iteration=iteration, layout=layout())
     dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, meta, True, False), tmp)
     dist.barrier()
+    if os.environ.get("MEGATRON_GROW_KILL_IN_SAVE") == str(iteration):  # fault injection for the tests
+        os.kill(os.getpid(), signal.SIGKILL)
     if dist.get_rank() == 0:
         if os.path.exists(final):
             shutil.rmtree(final)

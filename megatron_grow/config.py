@@ -68,6 +68,7 @@ class RunConfig:
     # checkpointing
     save: Optional[str] = None
     save_interval: Optional[int] = None
+    exit_interval: Optional[int] = None
     load: Optional[str] = None
     # logging
     log_interval: int = 1
@@ -226,6 +227,10 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
                  "pip install -e .[gpu] or use --transformer-impl local")
     if cfg.save_interval is not None and not cfg.save:
         P.append("--save-interval needs --save DIR")
+    if cfg.save and os.path.isfile(os.path.join(cfg.save, "latest_checkpointed_iteration.txt")) and (
+            not cfg.load or os.path.abspath(cfg.load) != os.path.abspath(cfg.save)):
+        P.append(f"--save {cfg.save} already holds a checkpoint; pass --load {cfg.save} to resume it, "
+                 f"or choose an empty --save directory (nothing there is overwritten)")
     if cfg.load and not os.path.isdir(cfg.load):
         P.append(f"--load {cfg.load}: directory not found")
     if cfg.lr_warmup_iters is not None and cfg.lr_warmup_iters > cfg.train_iters:

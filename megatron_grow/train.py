@@ -70,31 +70,41 @@ def resolve_data(cfg):
     return tok
 
 
-def main(argv=None) -> dict:
-    _quiet()
+def setup(argv=None):
+    """Config -> platform -> data -> model/optimizer (-> checkpoint). Returns (cfg, state, data, device)."""
+    from megatron.core import parallel_state as ps
+
     from megatron_grow import config, platform, training
 
     cfg = config.parse_args(argv)
     device = platform.resolve_device(cfg.device)
     world = int(os.environ.get("WORLD_SIZE", 1))
-    has_te = device == "cuda" and te_available()
-    cfg = config.finalize(cfg, world, device, has_te)  # every config problem, before any work
-    rank, world, dev = platform.init_distributed(device)
+    cfg = config.finalize(cfg, world, device, device == "cuda" and te_available())  # every problem, before any work
+    _, _, dev = platform.init_distributed(device)
     platform.init_model_parallel(cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.seed)
-    from megatron.core import parallel_state as ps
-
     tokenizer = resolve_data(cfg)
     data = Data(cfg, tokenizer, ps.get_data_parallel_rank(), ps.get_data_parallel_world_size())
     state = training.build_state(cfg, dev)
     if cfg.load:
         training.load_checkpoint(cfg, state)
+    return cfg, state, data, dev
+
+
+def main(argv=None) -> dict:
+    _quiet()
+    import torch.distributed as dist
+
+    from megatron_grow import platform, training
+
+    cfg, state, data, dev = setup(argv)
     t0 = time.time()
     summary = training.train(cfg, state, data, dev)
-    if rank == 0:
+    if dist.get_rank() == 0:
         tok_s = summary["tokens"] / max(summary["seconds"], 1e-9)
-        print(f"\ndone: {cfg.model} {cfg.num_layers} layers, {state.iteration} iterations in "
-              f"{time.time() - t0:.1f}s ({tok_s:,.0f} tokens/s) | train loss "
-              f"{summary['first_loss']} -> {summary['last_loss']} | val loss {summary['val_loss']}"
+        fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+        print(f"\ndone: {cfg.model} {cfg.num_layers} layers, iteration {state.iteration} in "
+              f"{time.time() - t0:.1f}s ({tok_s:,.0f} tokens/s) | train loss {fmt(summary['first_loss'])} -> "
+              f"{fmt(summary['last_loss'])} | val loss {fmt(summary['val_loss'])}"
               + (f" | checkpoint {cfg.save}" if cfg.save else "")
               + (f" | metrics {cfg.metrics_file}" if cfg.metrics_file else ""), flush=True)
     platform.shutdown()
@@ -102,10 +112,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit as e:
-        if e.code not in (0, None) and not isinstance(e.code, int):
-            print(f"error: {e.code}", file=sys.stderr)
-            sys.exit(2)
-        raise
+    main()  # a ConfigError (SystemExit) prints its list of problems and exits 1

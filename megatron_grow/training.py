@@ -106,7 +106,7 @@ def evaluate(cfg, state: State, make_valid_iterator, device) -> float:
 
 
 def common_state(cfg, state: State) -> dict:
-    return {"consumed_samples": state.consumed_samples, "num_layers": cfg.num_layers, "model": cfg.model,
+    return {"consumed_samples": state.consumed_samples, "num_layers": cfg.num_layers, "family": cfg.model,
             "config": {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}}
 
 
@@ -134,7 +134,7 @@ def train(cfg, state: State, data, device) -> dict:
               f"iters {state.iteration}->{cfg.train_iters}")
     train_iter = data.train_iterator(state.consumed_samples)
     summary = {"first_loss": None, "last_loss": None, "val_loss": None, "tokens": 0, "seconds": 0.0}
-    t_start = time.time()
+    t_start, saved = time.time(), state.iteration
     while state.iteration < cfg.train_iters:
         t0 = time.time()
         loss, grad_norm = train_step(cfg, state, train_iter, device)
@@ -159,8 +159,34 @@ def train(cfg, state: State, data, device) -> dict:
             mon.print(f"iter {state.iteration}: val_loss {val:.4f}")
         if cfg.save and cfg.save_interval and state.iteration % cfg.save_interval == 0:
             save_checkpoint(cfg, state)
-    if cfg.save and (not cfg.save_interval or state.iteration % cfg.save_interval):
+            saved = state.iteration
+        if cfg.exit_interval and state.iteration % cfg.exit_interval == 0:
+            mon.print(f"iter {state.iteration}: stopping (--exit-interval {cfg.exit_interval})")
+            break
+    if cfg.save and saved != state.iteration:
         save_checkpoint(cfg, state)
     summary["seconds"] = time.time() - t_start
     mon.close()
     return summary
+
+
+@torch.no_grad()
+def forward_logits(cfg, state: State, tokens: torch.Tensor, device) -> torch.Tensor | None:
+    """Full-vocab logits [b, s, V] of ``tokens`` [b, s] (one micro-batch through all stages).
+
+    Returned on the last pipeline stage (gathered over TP); None on other stages."""
+    from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
+
+    def step(it, model):
+        batch = next(it)
+        out = model(batch.to(device), torch.arange(batch.shape[1], device=device).expand_as(batch), None)
+        return out, lambda o: (o.sum() * 0, {"logits": gather_from_tensor_model_parallel_region(o).clone()})
+
+    state.model.eval()
+    out = get_forward_backward_func()(
+        forward_step_func=step, data_iterator=iter([tokens]), model=[state.model], num_microbatches=1,
+        seq_length=tokens.shape[1], micro_batch_size=tokens.shape[0], decoder_seq_length=tokens.shape[1],
+        forward_only=True,
+    )
+    state.model.train()
+    return out[0]["logits"] if ps.is_pipeline_last_stage() else None

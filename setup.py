@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="megatron-grow",
+    version="0.1.0",
+    description="Progressive depth training (zero/one-layer -> deep) on NVIDIA megatron-core",
+    packages=find_packages(include=["megatron_grow", "megatron_grow.*"]),
+    python_requires=">=3.10",
+    # torch is installed first by scripts/install.sh (pinned, CPU build where there is no CUDA)
+    # so that nothing here pulls an unpinned CUDA build.
+    install_requires=[
+        "megatron-core>=0.16,<0.17",
+        "sentencepiece",
+        "numpy",
+        "psutil",  # dist_checkpointing.save needs it
+        "tqdm",
+    ],
+    extras_require={
+        "dev": ["pytest", "pytest-timeout", "tensorboard"],
+        "gpu": ["transformer-engine[pytorch]", "nvidia-ml-py"],
+    },
+)

@@ -1,0 +1,55 @@
+"""Shared helpers: launch real multi-process runs through torchrun (gloo) with a hard timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A model small enough for 4 gloo processes on 2 cores: hidden 64, seq 32.
+TINY = ["--preset", "tiny", "--hidden-size", "64", "--ffn-hidden-size", "128", "--seq-length", "32",
+        "--device", "cpu", "--no-progress"]
+
+
+def run(cmd: list[str], timeout: float = 300, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in its own process group; on timeout kill that group (only what we started)."""
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {}))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"timed out after {timeout}s (a hung collective?): {' '.join(cmd)}\n{out[-4000:]}")
+    res = subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+    if check and proc.returncode != 0:
+        pytest.fail(f"exit {proc.returncode}: {' '.join(cmd)}\n{out[-6000:]}")
+    return res
+
+
+def torchrun(nproc: int, module_args: list[str], timeout: float = 300, module: str = "megatron_grow.train", **kw):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", module, *module_args]
+    return run(cmd, timeout=timeout, **kw)
+
+
+def read_metrics(path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def losses(path) -> dict[int, float]:
+    return {r["iter"]: r["lm_loss"] for r in read_metrics(path) if "lm_loss" in r}
+
+
+def assert_close(a: dict, b: dict, rel: float = 1e-5):
+    assert a.keys() == b.keys(), (sorted(a), sorted(b))
+    for k in a:
+        assert abs(a[k] - b[k]) <= rel * abs(b[k]), f"iter {k}: {a[k]!r} vs {b[k]!r} (rel {rel})"

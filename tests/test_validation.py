@@ -1,0 +1,79 @@
+"""Every inconsistent configuration fails before any work, with one message naming each flag."""
+
+import pytest
+
+from conftest import run
+from megatron_grow import config
+
+
+def problems(argv, world=1, device="cpu"):
+    cfg = config.parse_args(argv)
+    with pytest.raises(config.ConfigError) as e:
+        config.finalize(cfg, world, device)
+    return e.value.problems
+
+
+BASE = ["--mock-data"]
+
+
+@pytest.mark.parametrize("argv,world,needle", [
+    (["--num-attention-heads", "6", "--tensor-model-parallel-size", "4", "--num-query-groups", "6"], 4,
+     "--num-attention-heads 6 is not divisible by --tensor-model-parallel-size 4"),
+    (["--num-query-groups", "2", "--tensor-model-parallel-size", "4"], 4, "--num-query-groups 2 is not divisible"),
+    (["--num-layers", "3", "--pipeline-model-parallel-size", "2"], 2, "--num-layers 3 does not split evenly"),
+    (["--num-layers", "0", "--pipeline-model-parallel-size", "2"], 2, "--num-layers 0 has no layers"),
+    (["--num-layers", "4", "--pipeline-model-parallel-size", "2", "--decoder-first-pipeline-num-layers", "5"], 2,
+     "--decoder-first-pipeline-num-layers 5"),
+    (["--global-batch-size", "6", "--micro-batch-size", "4"], 1, "--global-batch-size 6 is not divisible"),
+    (["--global-batch-size", "8", "--micro-batch-size", "2"], 3, "--global-batch-size 8 is not divisible by --micro-batch-size 2 x data-parallel size 3"),
+    (["--tensor-model-parallel-size", "2"], 3, "world size 3 is not divisible"),
+    (["--preset", "nope"], 1, "--preset 'nope' is not a llama3 preset"),
+    (["--hidden-size", "130"], 1, "--hidden-size 130 is not divisible by --num-attention-heads 4"),
+    (["--seq-length", "4096", "--max-position-embeddings", "128"], 1, "--seq-length 4096 exceeds"),
+    (["--bf16"], 1, "--bf16 is for GPUs"),
+    (["--save-interval", "5"], 1, "--save-interval needs --save"),
+    (["--load", "/nonexistent/ckpt"], 1, "--load /nonexistent/ckpt: directory not found"),
+    (["--split", "1,2"], 1, "--split '1,2'"),
+    (["--micro-batch-size", "0"], 1, "--micro-batch-size must be >= 1"),
+])
+def test_each_problem_is_named(argv, world, needle):
+    found = problems(BASE + argv, world)
+    assert any(needle in p for p in found), found
+
+
+def test_missing_data_path_names_the_options():
+    found = problems([])
+    assert any("--data-path PREFIX" in p and "--mock-data" in p for p in found), found
+
+
+def test_data_path_without_files(tmp_path):
+    found = problems(["--data-path", str(tmp_path / "corpus"), "--tokenizer-model", str(tmp_path / "t.model")])
+    assert any("corpus.bin not found" in p for p in found)
+    assert any("corpus.idx not found" in p for p in found)
+    assert any("--tokenizer-model" in p and "not found" in p for p in found)
+
+
+def test_all_problems_reported_together():
+    found = problems(BASE + ["--num-attention-heads", "6", "--num-query-groups", "6",
+                             "--tensor-model-parallel-size", "4", "--preset", "tiny",
+                             "--global-batch-size", "3", "--save-interval", "2"], world=4)
+    assert len(found) >= 3, found
+
+
+def test_valid_config_passes():
+    cfg = config.finalize(config.parse_args(BASE + ["--tensor-model-parallel-size", "2",
+                                                    "--pipeline-model-parallel-size", "2"]), 8, "cpu")
+    assert cfg.data_parallel_size == 2 and cfg.global_batch_size == 8 and cfg.num_layers == 2
+
+
+def test_cli_fails_before_any_work():
+    """The real entry point prints every problem and exits non-zero without starting processes."""
+    import sys
+
+    res = run([sys.executable, "-m", "megatron_grow.train", "--mock-data", "--num-attention-heads", "6",
+               "--num-query-groups", "6", "--tensor-model-parallel-size", "4", "--num-layers", "3",
+               "--pipeline-model-parallel-size", "2"], timeout=120, check=False)
+    assert res.returncode != 0
+    assert "invalid configuration" in res.stdout
+    assert "--num-attention-heads 6" in res.stdout and "--num-layers 3" in res.stdout
+    assert "Traceback" not in res.stdout
