@@ -1,0 +1,109 @@
+"""Models in one process: parameter counts, 0/1-layer models, SDPA attention vs megatron's own."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from megatron_grow import config, flops, platform
+from megatron_grow.models import build_model
+
+
+@pytest.fixture(scope="module")
+def world():
+    platform.init_distributed("cpu")
+    platform.init_model_parallel(1, 1, seed=1)
+    yield
+    platform.shutdown()
+
+
+def cfg_for(model, preset="tiny", **over):
+    argv = ["--model", model, "--preset", preset, "--mock-data", "--device", "cpu"]
+    for k, v in over.items():
+        argv += ["--" + k.replace("_", "-"), str(v)]
+    return config.finalize(config.parse_args(argv), 1, "cpu")
+
+
+@pytest.mark.parametrize("model", ["gpt2", "llama3"])
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_param_count_matches_built_model(world, model, layers):
+    cfg = cfg_for(model, num_layers=layers, vocab_size=1000)
+    m = build_model(cfg, 1, 1, torch.device("cpu"))
+    assert sum(p.numel() for p in m.parameters()) == flops.param_count(cfg)
+    tokens = torch.randint(0, 1000, (2, 16))
+    logits = m(tokens, torch.arange(16).expand(2, 16), None)
+    assert logits.shape == (2, 16, 1024) and torch.isfinite(logits).all()
+
+
+def test_paper_parameter_counts():
+    """GPT2-124M's 0- and 1-layer sources are 39M and 46M; the 7B target's are 0.15B and 0.27B."""
+    def count(preset, layers):
+        return flops.param_count(dataclasses.replace(cfg_for("gpt2", preset), num_layers=layers)) / 1e6
+
+    assert 39 <= count("124m", 0) < 40 and 46 <= count("124m", 1) < 47
+    assert 120 < count("124m", 12) < 128
+    # 7B: 0.15B of token embedding + 6M of learned positions; 1 layer adds 0.11B
+    assert 0.15 <= count("7b", 0) / 1e3 < 0.17 and 0.26 <= count("7b", 1) / 1e3 <= 0.28
+    assert 6.8 < count("7b", 60) / 1e3 < 7.2
+
+
+def test_flops_hand_count():
+    """llama3 tiny, 1 layer, h=128, 4 heads of 32 (2 KV groups), ffn 384, V=1000 (padded 1024), s=128."""
+    cfg = cfg_for("llama3", num_layers=1, vocab_size=1000)
+    qkv = 128 * (4 * 32 + 2 * 2 * 32)
+    proj = 128 * 128
+    mlp = 3 * 128 * 384
+    head = 1024 * 128
+    attn = 4 * 128 * 4 * 32
+    assert flops.train_flops(cfg, 10) == 3 * 10 * (2 * (qkv + proj + mlp + head) + attn)
+
+
+def test_layout_independent_init(world):
+    """Weights depend on (seed, name) only: same seed -> same weights, other seed -> other weights."""
+    a = build_model(cfg_for("llama3", vocab_size=1000), 1, 1, torch.device("cpu"))
+    b = build_model(cfg_for("llama3", vocab_size=1000), 1, 1, torch.device("cpu"))
+    c = build_model(cfg_for("llama3", vocab_size=1000, seed=7), 1, 1, torch.device("cpu"))
+    for (n, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(p, q), n
+        if p.ndim == 2:
+            assert not torch.equal(p, r), n
+    # the two layers' matrices differ (seeded by global name, not by local position)
+    w0 = dict(a.named_parameters())["decoder.layers.0.self_attention.linear_qkv.weight"]
+    w1 = dict(a.named_parameters())["decoder.layers.1.self_attention.linear_qkv.weight"]
+    assert not torch.equal(w0, w1)
+
+
+@pytest.mark.parametrize("groups", [4, 2, 1])
+def test_sdpa_attention_matches_megatron_local(world, groups):
+    """Our SDPA core attention equals megatron-core's DotProductAttention (causal, GQA) in float64."""
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+    from megatron.core.transformer.enums import AttnMaskType
+
+    from megatron_grow.models import transformer_config
+    from megatron_grow.models.attention import SDPAttention
+
+    cfg = cfg_for("llama3", num_query_groups=groups)
+    tc = transformer_config(cfg, 1, 1, "cpu")
+    s, b, n, d = 16, 2, 4, 32
+    q = torch.randn(s, b, n, d, dtype=torch.float64)
+    k, v = (torch.randn(s, b, groups, d, dtype=torch.float64) for _ in range(2))
+    mask = torch.triu(torch.ones(s, s, dtype=torch.bool), diagonal=1)[None, None]
+    ref = DotProductAttention(tc, 1, AttnMaskType.causal, "self")(q, k, v, mask)
+    got = SDPAttention(tc, 1, AttnMaskType.causal, "self")(q, k, v, None)
+    assert torch.allclose(got, ref, atol=1e-12)
+
+
+def test_sdpa_attention_value_head_size_may_differ(world):
+    from megatron.core.transformer.enums import AttnMaskType
+
+    from megatron_grow.models import transformer_config
+    from megatron_grow.models.attention import SDPAttention
+
+    tc = transformer_config(cfg_for("llama3", num_query_groups=4), 1, 1, "cpu")
+    q, k = torch.randn(8, 1, 4, 48), torch.randn(8, 1, 4, 48)
+    v = torch.randn(8, 1, 4, 32)
+    out = SDPAttention(tc, 1, AttnMaskType.causal, "self", softmax_scale=48 ** -0.5)(q, k, v, None)
+    ref = torch.softmax((q.permute(1, 2, 0, 3) @ k.permute(1, 2, 3, 0)) / 48 ** 0.5
+                        + torch.full((8, 8), float("-inf")).triu(1), -1) @ v.permute(1, 2, 0, 3)
+    assert out.shape == (8, 1, 128)
+    assert torch.allclose(out, ref.permute(2, 0, 1, 3).reshape(8, 1, 128), atol=1e-5)
