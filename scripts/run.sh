@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 NPROC=${NPROC:-2}
+RUN_DIR=${RUN_DIR:-runs/quickstart-$(date +%Y%m%d-%H%M%S)}
 exec "${PYTHON:-python3}" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m megatron_grow.train \
   --model llama3 --preset tiny --num-layers 1 --data-path demo \
   --micro-batch-size 8 --global-batch-size 16 --train-iters 300 --lr 3e-3 --lr-decay-style wsd \
   --eval-interval 100 --eval-iters 4 \
-  --save runs/quickstart/ckpt --metrics-file runs/quickstart/metrics.jsonl "$@"
+  --save "$RUN_DIR/ckpt" --metrics-file "$RUN_DIR/metrics.jsonl" "$@"

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -18,15 +19,27 @@ TINY = ["--preset", "tiny", "--hidden-size", "64", "--ffn-hidden-size", "128", "
 
 
 def run(cmd: list[str], timeout: float = 300, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command in its own process group; on timeout kill that group (only what we started)."""
+    """Run a command in its own session; on timeout kill that session (only what we started).
+
+    Output goes to a file, not a pipe, so a leftover child of a killed run (dist_checkpointing's
+    spawned helper) cannot keep us waiting; leftovers of the session are killed afterwards."""
     full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {}))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        log.seek(0)
+        out = log.read()
+    if timed_out:
         pytest.fail(f"timed out after {timeout}s (a hung collective?): {' '.join(cmd)}\n{out[-4000:]}")
     res = subprocess.CompletedProcess(cmd, proc.returncode, out, "")
     if check and proc.returncode != 0:

@@ -1,0 +1,22 @@
+"""The README's main command, shortened: installs nothing new here, trains on the bundled corpus."""
+
+import os
+
+from conftest import ROOT, losses, read_metrics, run
+
+
+def test_quickstart_runs_on_the_demo_corpus(tmp_path):
+    res = run(["bash", os.path.join(ROOT, "scripts", "run.sh"), "--train-iters", "12", "--eval-interval", "6",
+               "--eval-iters", "2", "--tensorboard-dir", str(tmp_path / "tb")], timeout=600, env={"RUN_DIR": str(tmp_path)})
+    assert "done: llama3 1 layers, iteration 12" in res.stdout
+    loss = losses(tmp_path / "metrics.jsonl")
+    assert sorted(loss) == list(range(1, 13)) and loss[12] < loss[1]
+    vals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "val_loss" in r]
+    assert [r["iter"] for r in vals] == [6, 12]
+    rec = read_metrics(tmp_path / "metrics.jsonl")[0]
+    for key in ("iter", "consumed_samples", "lm_loss", "lr", "grad_norm", "num_layers", "tp", "pp", "dp",
+                "tokens", "flops", "step_time_s"):
+        assert key in rec, key
+    assert (rec["num_layers"], rec["dp"], rec["tokens"]) == (1, 2, 16 * 128)
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+    assert open(tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read() == "12"
