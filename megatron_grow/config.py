@@ -233,8 +233,14 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
                  f"or choose an empty --save directory (nothing there is overwritten)")
     if cfg.load and not os.path.isdir(cfg.load):
         P.append(f"--load {cfg.load}: directory not found")
-    if cfg.lr_warmup_iters is not None and cfg.lr_warmup_iters > cfg.train_iters:
-        P.append(f"--lr-warmup-iters {cfg.lr_warmup_iters} exceeds --train-iters {cfg.train_iters}")
+    warmup = cfg.lr_warmup_iters if cfg.lr_warmup_iters is not None else int(cfg.lr_warmup_fraction * cfg.train_iters)
+    if warmup >= cfg.train_iters:
+        P.append(f"warmup of {warmup} iterations (--lr-warmup-iters / --lr-warmup-fraction) must be shorter "
+                 f"than --train-iters {cfg.train_iters}")
+    decay = cfg.lr_wsd_decay_iters if cfg.lr_wsd_decay_iters is not None else int(cfg.lr_wsd_decay_fraction * cfg.train_iters)
+    if cfg.lr_decay_style == "wsd" and warmup + decay > cfg.train_iters:
+        P.append(f"--lr-decay-style wsd: warmup {warmup} + decay {decay} iterations exceed --train-iters "
+                 f"{cfg.train_iters}; shorten --lr-wsd-decay-iters / --lr-wsd-decay-fraction")
     if not 0 <= cfg.lr_warmup_fraction < 1:
         P.append(f"--lr-warmup-fraction {cfg.lr_warmup_fraction} must be in [0, 1)")
     if not 0 <= cfg.lr_wsd_decay_fraction <= 1:

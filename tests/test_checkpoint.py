@@ -47,8 +47,8 @@ def test_save_is_atomic_when_killed(tmp_path):
 
 def test_refuses_to_overwrite_a_checkpoint(tmp_path):
     ck = str(tmp_path / "ck")
-    torchrun(1, [*ARGS, "--train-iters", "2", "--save", ck])
-    res = torchrun(1, [*ARGS, "--train-iters", "2", "--save", ck], check=False)
+    torchrun(1, [*ARGS, "--train-iters", "3", "--save", ck])
+    res = torchrun(1, [*ARGS, "--train-iters", "3", "--save", ck], check=False)
     assert res.returncode != 0 and "already holds a checkpoint" in res.stdout
 
 

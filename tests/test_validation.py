@@ -35,6 +35,8 @@ BASE = ["--mock-data"]
     (["--load", "/nonexistent/ckpt"], 1, "--load /nonexistent/ckpt: directory not found"),
     (["--split", "1,2"], 1, "--split '1,2'"),
     (["--micro-batch-size", "0"], 1, "--micro-batch-size must be >= 1"),
+    (["--train-iters", "4", "--lr-warmup-iters", "4"], 1, "must be shorter than --train-iters 4"),
+    (["--train-iters", "10", "--lr-warmup-iters", "5", "--lr-wsd-decay-iters", "6"], 1, "warmup 5 + decay 6"),
 ])
 def test_each_problem_is_named(argv, world, needle):
     found = problems(BASE + argv, world)
