@@ -24,6 +24,13 @@ from megatron.core import parallel_state as ps
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
 TRACKER = "latest_checkpointed_iteration.txt"
+# Per-layer keys (decoder.layers.<global index>.<param>) instead of tensors stacked over layers:
+# a checkpoint then does not depend on the pipeline split, and growing depth is a key rename.
+SHARDING_METADATA = {"non_homogeneous_layers": True}
+
+
+def model_sharded_state_dict(model):
+    return model.sharded_state_dict(metadata=SHARDING_METADATA)
 
 
 def iter_dir(root: str, iteration: int) -> str:
@@ -54,11 +61,11 @@ def _rng_state():
 
 
 def _sharded_state(model, optimizer, scheduler, common: dict, with_rng: bool, is_loading: bool):
-    model_sd = model.sharded_state_dict()
+    model_sd = model_sharded_state_dict(model)
     clash = set(common) & {"model", "optimizer", "scheduler", "rng_state"}
     assert not clash, f"common checkpoint keys {clash} would shadow sharded state"
     sd = {**common, "model": model_sd, "scheduler": scheduler.state_dict(),
-          "optimizer": optimizer.sharded_state_dict(model.sharded_state_dict(), is_loading)}
+          "optimizer": optimizer.sharded_state_dict(model_sharded_state_dict(model), is_loading)}
     if with_rng:
         sd["rng_state"] = _rng_state()
     return sd
