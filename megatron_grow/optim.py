@@ -96,6 +96,19 @@ class Optimizer:
         sd["common_step"] = steps.pop() if steps else 0.0
         return sd
 
+    def set_step(self, step: float) -> None:
+        """Set Adam's step count (one, shared by all parameters) where state exists."""
+        for state in self.optimizer.state.values():
+            if "step" in state:
+                state["step"] = torch.tensor(float(step))
+
+    @torch.no_grad()
+    def sync_masters_from_params(self) -> None:
+        """After the weights were changed in place (growth), make the fp32 masters match them."""
+        for p, m in zip(self.params, self.masters):
+            if m is not p:
+                m.copy_(p)
+
     def load_state_dict(self, sd):
         step = sd.pop("common_step")
         masters = {}

@@ -1,0 +1,87 @@
+"""Growth plan: which target layer comes from which source layer, and how it is initialised.
+
+Placements (source L0 layers -> target L1 layers):
+  bottom      new layers under the trained ones: trained source j -> target L1 - L0 + j (default)
+  top         new layers above the trained ones: trained source j -> target j
+  stack       the source blocks repeated in order: target i takes source i % L0 (first L0 trained)
+  interleave  each source block repeated in place: target i takes source i * L0 // L1
+
+Initialisation of the new (non-trained) layers:
+  random      the model's own init rule (the only choice from 0 layers)
+  copy        a copy of the source block the placement assigns (bottom/top: new layer k takes
+              source k % L0)
+  zero        random, with the residual-branch output projections (attention linear_proj, MLP
+              linear_fc2) zeroed, so each new layer is the identity at growth
+  copy_zeroL  copy, with the same output projections zeroed: the grown model computes exactly the
+              source model's function
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PLACEMENTS = ("bottom", "top", "stack", "interleave")
+INITS = ("random", "copy", "zero", "copy_zeroL")
+
+
+@dataclass(frozen=True)
+class TargetLayer:
+    index: int
+    source: int | None  # the source layer whose weights it takes; None: freshly initialised
+    trained: bool  # True: it IS that source layer (moved, not copied)
+    zero_output: bool  # residual-branch output projections zeroed
+
+    def describe(self) -> str:
+        if self.trained:
+            return f"layer {self.index:3d} <- source layer {self.source} (trained, moved)"
+        what = f"copy of source layer {self.source}" if self.source is not None else "new, random init"
+        return f"layer {self.index:3d} <- {what}" + (", output projections zeroed" if self.zero_output else "")
+
+
+def problems(source_layers: int, target_layers: int, placement: str, init: str, flag: str = "--grow") -> list[str]:
+    """Every reason the growth (source -> target, placement, init) cannot be planned."""
+    P = []
+    if target_layers <= source_layers:
+        P.append(f"{flag}-to-layers {target_layers} must exceed the source model's {source_layers} layers")
+    if placement not in PLACEMENTS:
+        P.append(f"{flag}-placement {placement!r}: choose one of {', '.join(PLACEMENTS)}")
+    if init not in INITS:
+        P.append(f"{flag}-init {init!r}: choose one of {', '.join(INITS)}")
+    if source_layers == 0 and init in ("copy", "copy_zeroL"):
+        P.append(f"{flag}-init {init}: a 0-layer model has no block to copy; use random or zero")
+    if source_layers == 0 and placement in ("stack", "interleave"):
+        P.append(f"{flag}-placement {placement}: a 0-layer model has no block to repeat; use bottom or top")
+    return P
+
+
+def make_plan(source_layers: int, target_layers: int, placement: str = "bottom", init: str = "random") -> list[TargetLayer]:
+    found = problems(source_layers, target_layers, placement, init)
+    if found:
+        raise ValueError("; ".join(found))
+    L0, L1 = source_layers, target_layers
+    if placement == "bottom":
+        assigned = {L1 - L0 + j: j for j in range(L0)}
+        trained = set(assigned)
+        new = [i for i in range(L1) if i not in trained]
+        assigned.update({i: k % L0 for k, i in enumerate(new)} if L0 else {})
+    elif placement == "top":
+        assigned = {j: j for j in range(L0)}
+        trained = set(assigned)
+        assigned.update({i: (i - L0) % L0 for i in range(L0, L1)} if L0 else {})
+    elif placement == "stack":
+        assigned = {i: i % L0 for i in range(L1)}
+        trained = set(range(L0))
+    else:  # interleave
+        assigned = {i: i * L0 // L1 for i in range(L1)}
+        trained = {min(i for i in range(L1) if assigned[i] == j) for j in range(L0)}
+    copies = init in ("copy", "copy_zeroL")
+    return [
+        TargetLayer(i, assigned.get(i) if (i in trained or copies) else None, i in trained,
+                    i not in trained and init in ("zero", "copy_zeroL"))
+        for i in range(L1)
+    ]
+
+
+def format_plan(plan: list[TargetLayer], source_layers: int, placement: str, init: str) -> str:
+    head = f"growth plan: {source_layers} -> {len(plan)} layers, placement {placement}, init {init}"
+    return "\n".join([head] + ["  " + t.describe() for t in plan])

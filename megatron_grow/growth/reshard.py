@@ -1,0 +1,120 @@
+"""Load a checkpoint of a shallower model into a grown model, in any TP/PP layout.
+
+Checkpoints key layer weights per global layer (``decoder.layers.<i>.<param>``), so growing is a
+rename: the target layer t loads the source layer the plan assigns it. Layers the plan leaves
+new keep their fresh initialisation. One load cannot fill two target tensors from the same source
+shard on one rank, so copies of one source go in successive load passes.
+
+Optimizer state (``--grow-optimizer-state``):
+  inherit  trained (moved) layers and the non-layer weights keep their Adam moments; new and
+           copied layers start empty (zero moments)
+  copy     as inherit, and copied layers take their source layer's moments
+  reset    every moment starts empty
+The optimizer step count, LR scheduler, iteration and data position continue unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
+
+from megatron_grow import checkpointing
+from megatron_grow.growth.plan import TargetLayer
+
+OPTIMIZER_STATE_MODES = ("inherit", "copy", "reset")
+_LAYER_KEY = re.compile(r"^(.*decoder\.layers\.)(\d+)(\..*)$")
+OUTPUT_PROJECTIONS = ("self_attention.linear_proj.", "mlp.linear_fc2.")
+
+
+def _source_key(key: str, plan: list[TargetLayer], take) -> str | None:
+    """The checkpoint key the target tensor ``key`` loads from, or None to keep it as it is."""
+    m = _LAYER_KEY.match(key)
+    if not m:
+        return key
+    t = plan[int(m.group(2))]
+    return f"{m.group(1)}{t.source}{m.group(3)}" if take(t) else None
+
+
+def _passes(plan: list[TargetLayer], take) -> list[set[int]]:
+    """Target layers grouped so that no pass loads one source layer twice."""
+    seen: dict[int, int] = {}
+    out: list[set[int]] = []
+    for t in plan:
+        if t.source is None or not take(t):
+            continue
+        k = seen.get(t.source, 0)
+        seen[t.source] = k + 1
+        if len(out) <= k:
+            out.append(set())
+        out[k].add(t.index)
+    return out or [set()]
+
+
+def _select(tensors: dict, plan, take, layers: set[int], first_pass: bool) -> dict:
+    """The sharded tensors to load in one pass, re-keyed to the source checkpoint's keys."""
+    out = {}
+    for name, sh in tensors.items():
+        if not isinstance(sh, (ShardedTensor, ShardedTensorFactory)):  # (gated fc1 is a factory)
+            continue
+        m = _LAYER_KEY.match(sh.key)
+        if (m and int(m.group(2)) not in layers) or (not m and not first_pass):
+            continue
+        src = _source_key(sh.key, plan, take)
+        if src is not None:
+            sh.key = src
+            out[name] = sh
+    return out
+
+
+@torch.no_grad()
+def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_state: str = "inherit") -> dict:
+    """Fill ``model`` (the grown model, freshly initialised) and ``optimizer`` from the source
+    checkpoint at ``path`` following ``plan``; zero the output projections the plan asks for.
+    Returns the source checkpoint's common state (iteration, scheduler, data position, ...)."""
+    common = checkpointing.read_common(path)
+    weights = lambda t: True  # noqa: E731  every planned source is loaded into the weights
+    moments = {"inherit": lambda t: t.trained, "copy": lambda t: True, "reset": lambda t: False}[optimizer_state]
+    params = dict(model.named_parameters())
+    for take, kind in ((weights, "model"), (moments, "optimizer")):
+        if kind == "optimizer" and optimizer_state == "reset":
+            break
+        for i, layers in enumerate(_passes(plan, take)):
+            sd = checkpointing.model_sharded_state_dict(model)
+            if kind == "model":
+                flat = _select(sd, plan, take, layers, i == 0)
+            else:
+                osd = optimizer.sharded_state_dict(sd, is_loading=True)
+                state = {f"{pid}/{k}": v for pid, s in osd["state"].items() for k, v in s.items() if k != "fp32_param"}
+                flat = _select(state, plan, take, layers, i == 0)
+            # several targets may read one source shard: that is not a save, skip the
+            # one-writer-per-shard integrity check
+            # collective: every rank loads in every pass, with or without tensors of its own
+            loaded = dist_checkpointing.load(dict(flat), path, validate_access_integrity=False)
+            for name in flat:  # (load also returns the checkpoint's common state: ignore it)
+                tensor = loaded[name]
+                if kind == "model":
+                    params[name].copy_(tensor)
+                else:  # "<param id>/<state key>"
+                    pid, key = name.split("/")
+                    _optimizer_state_tensor(optimizer, int(pid), key).copy_(tensor)
+    if optimizer_state != "reset":
+        optimizer.set_step(common["optimizer"].get("common_step", 0.0))
+    _zero_output_projections(model, plan)
+    optimizer.sync_masters_from_params()
+    return common
+
+
+def _optimizer_state_tensor(optimizer, pid: int, key: str) -> torch.Tensor:
+    flat = [m for g in optimizer.optimizer.param_groups for m in g["params"]]
+    return optimizer.optimizer.state[flat[pid]][key]
+
+
+def _zero_output_projections(model, plan: list[TargetLayer]) -> None:
+    for layer in model.decoder.layers:
+        if plan[layer.layer_number - 1].zero_output:
+            for name, p in layer.named_parameters():
+                if name.startswith(OUTPUT_PROJECTIONS):
+                    p.zero_()
