@@ -56,6 +56,15 @@ class RunConfig:
     adam_beta2: float = 0.95
     adam_eps: float = 1e-8
     clip_grad: float = 1.0
+    # progressive growth (megatron_grow/growth)
+    grow_at_iter: Optional[int] = None
+    grow_at_fraction: Optional[float] = None
+    grow_to_layers: Optional[int] = None
+    grow_placement: str = "bottom"
+    grow_init: str = "random"
+    grow_optimizer_state: str = "inherit"
+    grow_tensor_model_parallel_size: Optional[int] = None
+    grow_pipeline_model_parallel_size: Optional[int] = None
     # data
     data_path: Optional[str] = None
     tokenizer_model: Optional[str] = None
@@ -94,6 +103,9 @@ CHOICES = {
     "optimizer": ["adam"],
     "lr_decay_style": ["wsd", "cosine", "constant", "linear"],
     "lr_wsd_decay_style": ["linear", "cosine", "exponential", "minus_sqrt"],
+    "grow_placement": ["bottom", "top", "stack", "interleave"],
+    "grow_init": ["random", "copy", "zero", "copy_zeroL"],
+    "grow_optimizer_state": ["inherit", "copy", "reset"],
 }
 
 
@@ -155,6 +167,8 @@ def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = 
         if cfg.global_batch_size is None and world_size % (cfg.tensor_model_parallel_size * cfg.pipeline_model_parallel_size) == 0:
             cfg.global_batch_size = cfg.micro_batch_size * max(cfg.data_parallel_size, 1)
         problems = validate(cfg, device, te_available)
+        if not problems and growth_requested(cfg):
+            problems = growth_problems(cfg, device, te_available)
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -268,3 +282,49 @@ def _pipeline_problems(cfg: RunConfig) -> list[str]:
                 f"leave {rest} of --num-layers {L} layers for {middle} middle stage(s); they must split "
                 f"evenly with at least one layer per stage"]
     return []
+
+
+def growth_requested(cfg: RunConfig) -> bool:
+    return cfg.grow_to_layers is not None or cfg.grow_at_iter is not None or cfg.grow_at_fraction is not None
+
+
+def grow_iteration(cfg: RunConfig) -> int | None:
+    """tau: the iteration after which the model grows (None: no growth)."""
+    if cfg.grow_at_iter is not None:
+        return cfg.grow_at_iter
+    if cfg.grow_at_fraction is not None:
+        return int(round(cfg.grow_at_fraction * cfg.train_iters))
+    return None
+
+
+def grown_config(cfg: RunConfig) -> RunConfig:
+    """The config of the model after growth: target depth and layout, everything else unchanged."""
+    return dataclasses.replace(
+        cfg, num_layers=cfg.grow_to_layers,
+        tensor_model_parallel_size=cfg.grow_tensor_model_parallel_size or cfg.tensor_model_parallel_size,
+        pipeline_model_parallel_size=cfg.grow_pipeline_model_parallel_size or cfg.pipeline_model_parallel_size,
+        decoder_first_pipeline_num_layers=None, decoder_last_pipeline_num_layers=None,
+    )
+
+
+def growth_problems(cfg: RunConfig, device: str, te_available: bool = False) -> list[str]:
+    from megatron_grow.growth.plan import problems as plan_problems
+
+    P = []
+    tau = grow_iteration(cfg)
+    if cfg.grow_to_layers is None:
+        return ["--grow-at-iter / --grow-at-fraction need --grow-to-layers L (the target depth)"]
+    if tau is None:
+        return ["--grow-to-layers needs --grow-at-iter N or --grow-at-fraction f (when to grow)"]
+    if cfg.grow_at_iter is not None and cfg.grow_at_fraction is not None:
+        P.append("give one of --grow-at-iter and --grow-at-fraction, not both")
+    if not 0 < tau < cfg.train_iters:
+        P.append(f"growth at iteration {tau} (--grow-at-iter / --grow-at-fraction) must lie inside "
+                 f"1..{cfg.train_iters - 1} (--train-iters {cfg.train_iters})")
+    P += plan_problems(cfg.num_layers, cfg.grow_to_layers, cfg.grow_placement, cfg.grow_init)
+    if not P:
+        P += [f"after growth: {p}".replace("--tensor-model-parallel-size", "--grow-tensor-model-parallel-size")
+              .replace("--pipeline-model-parallel-size", "--grow-pipeline-model-parallel-size")
+              .replace("--num-layers", "--grow-to-layers")
+              for p in validate(grown_config(cfg), device, te_available) if "already holds a checkpoint" not in p]
+    return P

@@ -45,6 +45,12 @@ class Data:
             vocab_size=cfg.vocab_size, path_to_cache=cfg.data_cache_path,
         )
 
+    def relayout(self) -> None:
+        """After the parallel groups changed (growth): this rank's new DP position."""
+        from megatron.core import parallel_state as ps
+
+        self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+
     def train_iterator(self, consumed_samples: int):
         c = self.cfg
         return self._micro_batches(self.train, consumed_samples, c.micro_batch_size, self.dp_rank, self.dp_size)
@@ -70,6 +76,30 @@ def resolve_data(cfg):
     return tok
 
 
+def checkpoint_config(cfg):
+    """The config to build for resuming --load: the grown one when the checkpoint is past growth.
+
+    A checkpoint whose depth or family matches neither is refused, saying whether
+    tools/expand_checkpoint.py can grow it."""
+    from megatron_grow import checkpointing, config
+
+    it = checkpointing.latest_iteration(cfg.load)
+    if it is None:
+        raise SystemExit(f"--load {cfg.load}: no {checkpointing.TRACKER} there; it holds no complete checkpoint")
+    common = checkpointing.read_common(checkpointing.iter_dir(cfg.load, it))
+    layers, family = common["num_layers"], common["family"]
+    if config.growth_requested(cfg) and layers == cfg.grow_to_layers and it >= config.grow_iteration(cfg):
+        cfg = config.grown_config(cfg)
+    if family != cfg.model or layers != cfg.num_layers:
+        fix = (f" Grow it first: python tools/expand_checkpoint.py --load {cfg.load} --save NEW_DIR "
+               f"--target-num-layers {cfg.num_layers}, then --load NEW_DIR."
+               if family == cfg.model and layers < cfg.num_layers else
+               " tools/expand_checkpoint.py cannot fix this (it only adds layers to a model of the same family).")
+        raise SystemExit(f"--load {cfg.load}: the checkpoint (iteration {it}) is a {layers}-layer {family} model, "
+                         f"but this run builds a {cfg.num_layers}-layer {cfg.model} model.{fix}")
+    return cfg
+
+
 def setup(argv=None):
     """Config -> platform -> data -> model/optimizer (-> checkpoint). Returns (cfg, state, data, device)."""
     from megatron.core import parallel_state as ps
@@ -81,6 +111,8 @@ def setup(argv=None):
     world = int(os.environ.get("WORLD_SIZE", 1))
     cfg = config.finalize(cfg, world, device, device == "cuda" and te_available())  # every problem, before any work
     _, _, dev = platform.init_distributed(device)
+    if cfg.load:
+        cfg = checkpoint_config(cfg)
     platform.init_model_parallel(cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.seed)
     tokenizer = resolve_data(cfg)
     data = Data(cfg, tokenizer, ps.get_data_parallel_rank(), ps.get_data_parallel_world_size())
@@ -99,6 +131,7 @@ def main(argv=None) -> dict:
     cfg, state, data, dev = setup(argv)
     t0 = time.time()
     summary = training.train(cfg, state, data, dev)
+    cfg, state = summary.pop("cfg"), summary.pop("state")
     if dist.get_rank() == 0:
         tok_s = summary["tokens"] / max(summary["seconds"], 1e-9)
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731

@@ -122,30 +122,49 @@ def load_checkpoint(cfg, state: State) -> None:
 
 
 def train(cfg, state: State, data, device) -> dict:
-    """The loop. ``data`` provides train_iterator(consumed_samples) and valid_iterator()."""
+    """The loop. ``data`` provides train_iterator(consumed_samples), valid_iterator() and relayout().
+
+    With --grow-to-layers the model grows after iteration tau (megatron_grow/growth/online.py);
+    from then on ``cfg`` is the grown config (depth and layout)."""
+    from megatron_grow.config import grow_iteration
+    from megatron_grow.growth import online
+
     rank = dist.get_rank()
     mon = Monitor(cfg, rank, state.iteration)
-    tp, pp, dp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.data_parallel_size
-    tokens_per_iter = cfg.global_batch_size * cfg.seq_length
-    flops_per_iter = flops.train_flops(cfg, tokens_per_iter)
-    n_params = flops.param_count(cfg)
-    mon.print(f"model {cfg.model}/{cfg.preset}: {cfg.num_layers} layers, {n_params / 1e6:.2f}M params | "
-              f"layout TP{tp} PP{pp} DP{dp} | global batch {cfg.global_batch_size} x {cfg.seq_length} tokens | "
-              f"iters {state.iteration}->{cfg.train_iters}")
+    tau = grow_iteration(cfg)
+
+    def describe(c):
+        mon.print(f"model {c.model}/{c.preset}: {c.num_layers} layers, {flops.param_count(c) / 1e6:.2f}M params | "
+                  f"layout TP{c.tensor_model_parallel_size} PP{c.pipeline_model_parallel_size} "
+                  f"DP{c.data_parallel_size} | global batch {c.global_batch_size} x {c.seq_length} tokens | "
+                  f"iters {state.iteration}->{c.train_iters}")
+        return c.global_batch_size * c.seq_length, flops.train_flops(c, c.global_batch_size * c.seq_length)
+
+    tokens_per_iter, flops_per_iter = describe(cfg)
     train_iter = data.train_iterator(state.consumed_samples)
-    summary = {"first_loss": None, "last_loss": None, "val_loss": None, "tokens": 0, "seconds": 0.0}
+    summary = {"first_loss": None, "last_loss": None, "val_loss": None, "tokens": 0, "seconds": 0.0, "flops": 0}
     t_start, saved = time.time(), state.iteration
     while state.iteration < cfg.train_iters:
+        if tau is not None and state.iteration == tau and cfg.num_layers < (cfg.grow_to_layers or 0):
+            cfg, state, event = online.grow(cfg, state, data, device, mon,
+                                            lambda c, s: evaluate(c, s, data.valid_iterator, device))
+            mon.log(event)
+            mon.print(f"iter {event['iter']}: grew {event['from_layers']} -> {event['to_layers']} layers in "
+                      f"{event['seconds']:.1f}s, held-out loss {event['loss_before']:.4f} -> {event['loss_after']:.4f}")
+            tokens_per_iter, flops_per_iter = describe(cfg)
+            train_iter = data.train_iterator(state.consumed_samples)
         t0 = time.time()
         loss, grad_norm = train_step(cfg, state, train_iter, device)
         state.iteration += 1
         state.consumed_samples += cfg.global_batch_size
         dt = time.time() - t0
         summary["tokens"] += tokens_per_iter
+        summary["flops"] += flops_per_iter
         if not math.isfinite(loss):
             raise FloatingPointError(f"iteration {state.iteration}: loss is {loss}; lower --lr or check the data")
         summary["first_loss"] = summary["first_loss"] if summary["first_loss"] is not None else loss
         summary["last_loss"] = loss
+        tp, pp, dp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.data_parallel_size
         if state.iteration % cfg.log_interval == 0 or state.iteration == cfg.train_iters:
             mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
                      "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
@@ -166,6 +185,7 @@ def train(cfg, state: State, data, device) -> dict:
     if cfg.save and saved != state.iteration:
         save_checkpoint(cfg, state)
     summary["seconds"] = time.time() - t_start
+    summary["cfg"], summary["state"] = cfg, state
     mon.close()
     return summary
 

@@ -1,0 +1,66 @@
+"""Grow inside a running job at iteration tau, optionally re-laying TP/PP over the same ranks.
+
+The (model, optimizer, layout) state goes through a dist checkpoint: save the source state, free
+it, re-initialise the parallel groups for the target layout, build the grown model, and load it
+with the growth plan (megatron_grow/growth/reshard.py). That is exactly what the offline
+``tools/expand_checkpoint.py`` + resume does, so both give the same run after tau.
+The checkpoint goes to ``<--save>/grow_iter_<tau>`` when --save is set (kept, as a record of the
+source model), else to a temporary directory on rank 0's machine (single-node jobs).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import tempfile
+import time
+
+import torch.distributed as dist
+
+from megatron_grow import checkpointing, config, platform
+from megatron_grow.growth.plan import format_plan, make_plan
+from megatron_grow.growth.reshard import load_grown
+
+
+def _workdir(cfg) -> tuple[str, bool]:
+    if cfg.save:
+        return os.path.join(cfg.save, "grow_source"), False
+    path = [tempfile.mkdtemp(prefix="megatron_grow_") if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(path, src=0)
+    return path[0], True
+
+
+def grow(cfg, state, data, device, mon, evaluate):
+    """Returns (grown cfg, grown state, growth event). ``evaluate(cfg, state)`` gives the held-out loss."""
+    from megatron_grow import training
+
+    t0 = time.time()
+    loss_before = evaluate(cfg, state)
+    target = config.grown_config(cfg)
+    plan = make_plan(cfg.num_layers, target.num_layers, cfg.grow_placement, cfg.grow_init)
+    mon.print(format_plan(plan, cfg.num_layers, cfg.grow_placement, cfg.grow_init))
+    root, temporary = _workdir(cfg)
+    path = checkpointing.save(root, state.iteration, state.model.module, state.optimizer, state.scheduler,
+                              training.common_state(cfg, state))
+    iteration, consumed = state.iteration, state.consumed_samples
+    del state  # free the source model, its grads and optimizer state before building the target
+    gc.collect()
+    platform.init_model_parallel(target.tensor_model_parallel_size, target.pipeline_model_parallel_size, cfg.seed)
+    data.relayout()
+    new = training.build_state(target, device)
+    load_grown(path, new.model.module, new.optimizer, plan, cfg.grow_optimizer_state)
+    new.scheduler.load_state_dict(checkpointing.read_common(path)["scheduler"])
+    new.iteration, new.consumed_samples = iteration, consumed
+    dist.barrier()
+    if temporary and dist.get_rank() == 0:
+        shutil.rmtree(root, ignore_errors=True)
+    loss_after = evaluate(target, new)
+    event = {"event": "grow", "iter": iteration, "from_layers": cfg.num_layers, "to_layers": target.num_layers,
+             "from_layout": _layout(cfg), "to_layout": _layout(target), "seconds": time.time() - t0,
+             "loss_before": loss_before, "loss_after": loss_after}
+    return target, new, event
+
+
+def _layout(cfg) -> dict:
+    return {"tp": cfg.tensor_model_parallel_size, "pp": cfg.pipeline_model_parallel_size, "dp": cfg.data_parallel_size}
