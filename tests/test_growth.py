@@ -1,0 +1,192 @@
+"""Progressive growth: plans, function preservation, copies, optimizer state, online vs offline, resume."""
+
+import hashlib
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+
+from conftest import TINY, assert_close, losses, read_metrics, run, torchrun
+from megatron_grow.growth.plan import make_plan, problems
+
+ARGS = ["--model", "llama3", *TINY, "--mock-data", "--vocab-size", "1000", "--micro-batch-size", "2",
+        "--global-batch-size", "4", "--lr", "1e-2", "--lr-warmup-iters", "1", "--eval-interval", "100",
+        "--eval-iters", "2", "--train-iters", "8"]
+GROW = ["--num-layers", "1", "--grow-at-iter", "4", "--grow-to-layers", "4", "--grow-init", "copy"]
+
+
+def expand(*args, check=True):
+    return run([sys.executable, "tools/expand_checkpoint.py", *map(str, args)], timeout=300, check=check)
+
+
+def test_placement_maps():
+    def m(L0, L1, placement, init="copy"):
+        return [(t.source, t.trained) for t in make_plan(L0, L1, placement, init)]
+
+    assert m(1, 4, "bottom") == [(0, False)] * 3 + [(0, True)]
+    assert m(1, 4, "top") == [(0, True)] + [(0, False)] * 3
+    assert m(2, 5, "bottom") == [(0, False), (1, False), (0, False), (0, True), (1, True)]
+    assert m(2, 5, "stack") == [(0, True), (1, True), (0, False), (1, False), (0, False)]
+    assert m(2, 5, "interleave") == [(0, True), (0, False), (0, False), (1, True), (1, False)]
+    assert m(2, 4, "top", "random") == [(0, True), (1, True), (None, False), (None, False)]
+    zero = make_plan(0, 3, "bottom", "zero")
+    assert all(t.source is None and t.zero_output for t in zero)
+    cz = make_plan(1, 3, "bottom", "copy_zeroL")
+    assert [t.zero_output for t in cz] == [True, True, False]
+
+
+def test_plan_problems_name_the_flag():
+    assert any("--grow-to-layers 2 must exceed" in p for p in problems(2, 2, "bottom", "random"))
+    assert any("0-layer model has no block to copy" in p for p in problems(0, 4, "bottom", "copy"))
+    assert any("--grow-placement 'diagonal'" in p for p in problems(1, 4, "diagonal", "random"))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A trained 1-layer checkpoint (TP1/PP1, DP2) at iteration 4."""
+    d = tmp_path_factory.mktemp("src")
+    torchrun(2, [*ARGS, "--num-layers", "1", "--train-iters", "4", "--save", str(d / "ck")])
+    return d / "ck"
+
+
+@pytest.mark.parametrize("init,src_layers", [("copy_zeroL", 1), ("zero", 0)])
+def test_function_preserving_growth_across_layouts(tmp_path, init, src_layers, source):
+    """copy_zeroL / zero: logits of the 4-layer TP2xPP2 model equal the source model's (TP1/PP1)."""
+    if src_layers == 0:
+        source = tmp_path / "src0"
+        torchrun(1, [*ARGS, "--num-layers", "0", "--train-iters", "2", "--save", str(source)])
+    grown = tmp_path / "grown"
+    expand("--load", source, "--save", grown, "--target-num-layers", 4, "--init", init)
+    ref, got = tmp_path / "ref.pt", tmp_path / "got.pt"
+    torchrun(1, ["--out", str(ref), *ARGS, "--num-layers", str(src_layers), "--load", str(source)],
+             module="tools.dump_logits")
+    torchrun(4, ["--out", str(got), *ARGS, "--num-layers", "4", "--load", str(grown),
+                 "--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"], module="tools.dump_logits")
+    a, b = torch.load(ref), torch.load(got)
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), (a - b).abs().max()
+
+
+@pytest.fixture(scope="module")
+def world():
+    from megatron_grow import platform
+
+    platform.init_distributed("cpu")
+    yield
+    platform.shutdown()
+
+
+def load_state(ck, layers):
+    from megatron_grow import config, platform, training
+
+    cfg = config.finalize(config.parse_args([*ARGS, "--num-layers", str(layers), "--load", str(ck)]), 1, "cpu")
+    platform.init_model_parallel(1, 1, cfg.seed)
+    state = training.build_state(cfg, torch.device("cpu"))
+    training.load_checkpoint(cfg, state)
+    params = dict(state.model.module.named_parameters())
+    opt = state.optimizer.optimizer
+    moments = {n: opt.state[m]["exp_avg"] for (n, p), m in zip(state.model.module.named_parameters(), state.optimizer.masters)}
+    return params, moments, state
+
+
+@pytest.mark.parametrize("mode", ["inherit", "copy", "reset"])
+def test_copy_init_and_optimizer_state_modes(world, tmp_path, source, mode):
+    grown = tmp_path / "grown"
+    expand("--load", source, "--save", grown, "--target-num-layers", 4, "--init", "copy", "--optimizer-state", mode)
+    src_p, src_m, src_state = load_state(source, 1)
+    new_p, new_m, new_state = load_state(grown, 4)
+    assert new_state.iteration == src_state.iteration == 4 and new_state.consumed_samples == 16
+    for name, p in new_p.items():
+        sname = name.replace(f"layers.{name.split('.')[2]}.", "layers.0.") if ".layers." in name else name
+        assert torch.equal(p, src_p[sname]), name  # bottom placement, copy init: every layer is the block
+        trained = ".layers." not in name or ".layers.3." in name
+        expect = {"inherit": src_m[sname] if trained else torch.zeros_like(p),
+                  "copy": src_m[sname], "reset": torch.zeros_like(p)}[mode]
+        assert torch.equal(new_m[name], expect), (mode, name)
+    assert any(m.abs().sum() > 0 for m in src_m.values())  # the source really had state to move
+
+
+def test_online_growth_equals_offline_expand_and_resume(tmp_path):
+    online = tmp_path / "online.jsonl"
+    torchrun(2, [*ARGS, *GROW, "--grow-tensor-model-parallel-size", "2", "--metrics-file", str(online)])
+    recs = read_metrics(online)
+    event = [r for r in recs if r.get("event") == "grow"]
+    assert len(event) == 1 and event[0]["iter"] == 4 and event[0]["to_layers"] == 4
+    assert event[0]["from_layout"] == {"tp": 1, "pp": 1, "dp": 2} and event[0]["to_layout"]["tp"] == 2
+    assert [r["num_layers"] for r in recs if "lm_loss" in r] == [1] * 4 + [4] * 4
+    # offline: stop at tau, expand with the same plan, resume with the same flags
+    ck, grown = tmp_path / "ck", tmp_path / "grown"
+    torchrun(2, [*ARGS, *GROW, "--exit-interval", "4", "--save", str(ck)])
+    expand("--load", ck, "--save", grown, "--target-num-layers", 4, "--init", "copy")
+    offline = tmp_path / "offline.jsonl"
+    torchrun(2, [*ARGS, *GROW, "--grow-tensor-model-parallel-size", "2", "--load", str(grown), "--save", str(grown),
+                 "--metrics-file", str(offline)])
+    after = {k: v for k, v in losses(online).items() if k > 4}
+    assert_close(losses(offline), after, rel=1e-5)
+
+
+def test_function_preserving_online_growth_reports_equal_losses(tmp_path):
+    m = tmp_path / "m.jsonl"
+    torchrun(1, [*ARGS, *GROW[:-1], "copy_zeroL", "--metrics-file", str(m)])
+    ev = [r for r in read_metrics(m) if r.get("event") == "grow"][0]
+    assert abs(ev["loss_before"] - ev["loss_after"]) <= 1e-5 * ev["loss_before"]
+
+
+@pytest.mark.parametrize("stop", [2, 6], ids=["before_tau", "after_tau"])
+def test_resume_around_tau(tmp_path, stop):
+    full = tmp_path / "full.jsonl"
+    torchrun(1, [*ARGS, *GROW, "--metrics-file", str(full)])
+    ck = tmp_path / "ck"
+    torchrun(1, [*ARGS, *GROW, "--exit-interval", str(stop), "--save", str(ck)])
+    res = tmp_path / "res.jsonl"
+    torchrun(1, [*ARGS, *GROW, "--load", str(ck), "--save", str(ck), "--metrics-file", str(res)])
+    recs = read_metrics(res)
+    assert any(r.get("event") == "grow" for r in recs) == (stop < 4)
+    ref = {k: v for k, v in losses(full).items() if k > stop}
+    assert losses(res) == ref
+
+
+def test_mismatched_checkpoint_says_how_to_fix(tmp_path, source):
+    res = torchrun(1, [*ARGS, "--num-layers", "4", "--load", str(source), "--save", str(source)], check=False)
+    assert res.returncode != 0
+    assert "is a 1-layer llama3 model, but this run builds a 4-layer" in res.stdout
+    assert "tools/expand_checkpoint.py" in res.stdout and "--target-num-layers 4" in res.stdout
+    res = torchrun(1, [*ARGS, "--model", "gpt2", "--num-layers", "1", "--load", str(source), "--save", str(source)],
+                   check=False)
+    assert res.returncode != 0 and "cannot fix this" in res.stdout
+
+
+def _digest(path):
+    h = hashlib.sha256()
+    for root, _, files in sorted(os.walk(path)):
+        for f in sorted(files):
+            h.update(f.encode() + open(os.path.join(root, f), "rb").read())
+    return h.hexdigest()
+
+
+def test_expand_tool_bad_inputs(tmp_path, source):
+    before = _digest(source)
+    dst = tmp_path / "dst"
+    cases = [
+        (["--target-num-layers", 1], "--target-num-layers 1 must exceed"),
+        (["--target-num-layers", 4, "--placement", "diagonal"], "--placement"),
+        (["--target-num-layers", 4, "--init", "copy", "--target-pipeline-model-parallel-size", 3], "does not split evenly"),
+    ]
+    for extra, needle in cases:
+        res = expand("--load", source, "--save", dst, *extra, check=False)
+        assert res.returncode != 0 and needle in res.stdout, res.stdout
+        assert not dst.exists()
+    res = expand("--load", tmp_path / "nothing", "--save", dst, "--target-num-layers", 4, check=False)
+    assert res.returncode != 0 and "not a megatron_grow checkpoint" in res.stdout
+    broken = tmp_path / "broken"
+    shutil.copytree(source, broken)
+    os.remove(broken / "iter_0000004" / "metadata.json")
+    res = expand("--load", broken, "--save", dst, "--target-num-layers", 4, check=False)
+    assert res.returncode != 0 and "missing or truncated" in res.stdout
+    dst.mkdir()
+    res = expand("--load", source, "--save", dst, "--target-num-layers", 4, check=False)
+    assert res.returncode != 0 and "exists" in res.stdout and os.listdir(dst) == []
+    res = expand("--load", source, "--target-num-layers", 4, "--placement", "interleave", "--dry-run", check=False)
+    assert res.returncode == 0 and "layer   3 <- copy" not in res.stdout and "1 -> 4 layers" in res.stdout
+    assert _digest(source) == before  # the source was only read

@@ -1,0 +1,128 @@
+"""Grow a checkpoint offline: more layers, model and optimizer state, any layout to any layout.
+
+    python tools/expand_checkpoint.py --load runs/src/ckpt --save runs/grown/ckpt \
+        --target-num-layers 12 --placement bottom --init copy --optimizer-state inherit
+    python tools/expand_checkpoint.py --load runs/src/ckpt --target-num-layers 12 --dry-run
+
+Checkpoints are keyed per global layer and per tensor shard, so they load into any TP/PP layout:
+the tool runs in one process by default (TP1/PP1); launch it with torchrun at
+--target-tensor-model-parallel-size x --target-pipeline-model-parallel-size processes when the
+model does not fit one process. Training resumed from --save continues like online growth would
+(same iteration, LR schedule, data position). Nothing is written before every check passed, and
+--load is only read.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from megatron_grow.growth.plan import INITS, PLACEMENTS  # noqa: E402
+from megatron_grow.growth.reshard import OPTIMIZER_STATE_MODES  # noqa: E402
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--load", required=True, help="source checkpoint directory (a --save of the trainer)")
+    p.add_argument("--save", help="destination directory; must not exist yet")
+    p.add_argument("--target-num-layers", type=int, required=True)
+    p.add_argument("--placement", default="bottom", choices=PLACEMENTS)
+    p.add_argument("--init", default="random", choices=INITS)
+    p.add_argument("--optimizer-state", default="inherit", choices=OPTIMIZER_STATE_MODES)
+    p.add_argument("--target-tensor-model-parallel-size", type=int, default=1)
+    p.add_argument("--target-pipeline-model-parallel-size", type=int, default=1)
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    return p.parse_args(argv)
+
+
+def check(args) -> tuple[dict, int]:
+    """Every problem with the request, before anything is written. Returns (source common, iteration)."""
+    from megatron_grow import checkpointing
+    from megatron_grow.growth.plan import problems
+
+    it = checkpointing.latest_iteration(args.load) if os.path.isdir(args.load) else None
+    if it is None:
+        sys.exit(f"error: --load {args.load}: no {checkpointing.TRACKER}; not a megatron_grow checkpoint directory")
+    path = checkpointing.iter_dir(args.load, it)
+    if not os.path.isfile(os.path.join(path, "metadata.json")) or not os.path.isfile(os.path.join(path, "common.pt")):
+        sys.exit(f"error: --load {args.load}: checkpoint {path} is missing or truncated (no metadata.json/common.pt)")
+    try:
+        common = checkpointing.read_common(path)
+    except Exception as e:  # a damaged common.pt
+        sys.exit(f"error: --load {args.load}: cannot read {path}/common.pt ({e})")
+    P = [p.replace("--grow-to-layers", "--target-num-layers").replace("--grow-placement", "--placement")
+          .replace("--grow-init", "--init") for p in problems(common["num_layers"], args.target_num_layers,
+                                                              args.placement, args.init)]
+    if not args.dry_run:
+        if not args.save:
+            P.append("--save DIR is required (or pass --dry-run)")
+        elif os.path.exists(args.save):
+            P.append(f"--save {args.save} exists; choose a new directory (nothing is overwritten)")
+    cfg = common["config"]
+    tp, pp = args.target_tensor_model_parallel_size, args.target_pipeline_model_parallel_size
+    for name, n in (("num_attention_heads", cfg["num_attention_heads"]), ("num_query_groups", cfg["num_query_groups"])):
+        if n % tp:
+            P.append(f"--target-tensor-model-parallel-size {tp} does not divide {name} {n}")
+    if args.target_num_layers % pp:
+        P.append(f"--target-num-layers {args.target_num_layers} does not split evenly over "
+                 f"--target-pipeline-model-parallel-size {pp}")
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world != 1 and world % (tp * pp):
+        P.append(f"{world} processes cannot run the target layout TP{tp} x PP{pp}; launch 1 or a multiple of {tp * pp}")
+    if P:
+        sys.exit("error: cannot expand the checkpoint:\n  - " + "\n  - ".join(P))
+    return common, it
+
+
+def main(argv=None):
+    from megatron_grow.train import _quiet
+
+    _quiet()
+    args = parse(argv)
+    common, it = check(args)
+    from megatron_grow.growth.plan import format_plan, make_plan
+
+    plan = make_plan(common["num_layers"], args.target_num_layers, args.placement, args.init)
+    if args.dry_run:
+        print(f"source: {args.load} iteration {it}, {common['num_layers']}-layer {common['family']}, layout {common['layout']}")
+        print(format_plan(plan, common["num_layers"], args.placement, args.init))
+        print(f"optimizer state: {args.optimizer_state}")
+        return
+    expand(args, common, it, plan)
+
+
+def expand(args, common, it, plan):
+    import torch.distributed as dist
+
+    from megatron_grow import checkpointing, config, platform, training
+    from megatron_grow.growth.reshard import load_grown
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    tp, pp = (1, 1) if world == 1 else (args.target_tensor_model_parallel_size, args.target_pipeline_model_parallel_size)
+    fields = {f.name for f in config.dataclasses.fields(config.RunConfig) if f.repr}
+    cfg = config.RunConfig(**{k: v for k, v in common["config"].items() if k in fields})
+    cfg.num_layers, cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size = args.target_num_layers, tp, pp
+    cfg.decoder_first_pipeline_num_layers = cfg.decoder_last_pipeline_num_layers = None
+    cfg.world_size = world
+    device = platform.resolve_device(cfg.device)
+    _, _, dev = platform.init_distributed(device)
+    platform.init_model_parallel(tp, pp, cfg.seed)
+    state = training.build_state(cfg, dev)
+    src = checkpointing.iter_dir(args.load, it)
+    load_grown(src, state.model.module, state.optimizer, plan, args.optimizer_state)
+    state.scheduler.load_state_dict(common["scheduler"])
+    state.iteration, state.consumed_samples = it, common["consumed_samples"]
+    out = checkpointing.save(args.save, it, state.model.module, state.optimizer, state.scheduler,
+                             dict(training.common_state(cfg, state),
+                                  grown_from={"load": os.path.abspath(args.load), "num_layers": common["num_layers"],
+                                              "placement": args.placement, "init": args.init,
+                                              "optimizer_state": args.optimizer_state}))
+    if dist.get_rank() == 0:
+        print(f"expanded {common['num_layers']} -> {args.target_num_layers} layers ({args.placement}, {args.init}, "
+              f"optimizer state {args.optimizer_state}) at iteration {it}: {out}")
+    platform.shutdown()
+
+
+if __name__ == "__main__":
+    main()
