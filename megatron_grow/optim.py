@@ -43,6 +43,7 @@ class Optimizer:
             [g for g in groups if g["params"]], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
             eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
         )
+        self.init_state()  # state exists from the start, so every checkpoint has the same keys
 
     @property
     def param_groups(self):  # what OptimizerParamScheduler drives
@@ -71,7 +72,8 @@ class Optimizer:
         return norm
 
     # --- checkpointing -------------------------------------------------------------------
-    def _init_state(self):
+    def init_state(self):
+        """Empty Adam state (zero moments, step 0) for every parameter that has none."""
         for g in self.optimizer.param_groups:
             for m in g["params"]:
                 if not self.optimizer.state[m]:
@@ -83,7 +85,7 @@ class Optimizer:
         """Adam moments (and fp32 masters) as ShardedTensors keyed ``optimizer.state.<k>.<param key>``,
         so they reshard across TP/PP exactly like the weights."""
         if is_loading:
-            self._init_state()
+            self.init_state()
         sd = self.optimizer.state_dict()
         for i, m in enumerate(m for g in self.optimizer.param_groups for m in g["params"]):
             if m is not self.params_in_group_order[i] and i in sd["state"]:

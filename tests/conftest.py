@@ -23,7 +23,10 @@ def run(cmd: list[str], timeout: float = 300, env: dict | None = None, check: bo
 
     Output goes to a file, not a pipe, so a leftover child of a killed run (dist_checkpointing's
     spawned helper) cannot keep us waiting; leftovers of the session are killed afterwards."""
-    full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {}))
+    # not the torch.distributed variables of an in-process world some tests start
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    full_env = dict(inherited, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {}))
     with tempfile.TemporaryFile(mode="w+") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)

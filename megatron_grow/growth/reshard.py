@@ -100,7 +100,7 @@ def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_s
                 else:  # "<param id>/<state key>"
                     pid, key = name.split("/")
                     _optimizer_state_tensor(optimizer, int(pid), key).copy_(tensor)
-    if optimizer_state != "reset":
+    if optimizer_state != "reset":  # reset: the zero moments and step 0 of a new optimizer stay
         optimizer.set_step(common["optimizer"].get("common_step", 0.0))
     _zero_output_projections(model, plan)
     optimizer.sync_masters_from_params()
