@@ -30,7 +30,8 @@ SHARDING_METADATA = {"non_homogeneous_layers": True}
 
 
 def model_sharded_state_dict(model):
-    return model.sharded_state_dict(metadata=SHARDING_METADATA)
+    # a fresh dict each time: megatron stores the current DP group into it in place
+    return model.sharded_state_dict(metadata=dict(SHARDING_METADATA))
 
 
 def iter_dir(root: str, iteration: int) -> str:

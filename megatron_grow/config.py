@@ -122,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
         if f.type in ("bool", "Optional[bool]"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
             continue
-        typ = {"int": int, "Optional[int]": int, "float": float}.get(f.type, str)
+        typ = {"int": int, "Optional[int]": int, "float": float, "Optional[float]": float}.get(f.type, str)
         p.add_argument(flag, type=typ, default=f.default, choices=CHOICES.get(f.name), metavar=None)
     return p
 

@@ -1,0 +1,30 @@
+"""The example launch scripts really run: a CPU smoke variant of each (2 processes, tiny preset)."""
+
+import os
+import socket
+
+import pytest
+
+from conftest import ROOT, read_metrics, run
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("script,grow_tp", [("pretrain_llama3_grow.sh", "2"), ("pretrain_gpt2_grow.sh", "1")])
+def test_example_cpu_smoke(tmp_path, script, grow_tp):
+    env = {"DEVICE": "cpu", "GPUS_PER_NODE": "2", "PRESET": "tiny", "TARGET_LAYERS": "4", "GROW_TP": grow_tp,
+           "TRAIN_ITERS": "10", "MICRO_BATCH_SIZE": "2", "GLOBAL_BATCH_SIZE": "4", "SEQ_LENGTH": "64",
+           "EVAL_INTERVAL": "5", "EVAL_ITERS": "2", "SAVE_INTERVAL": "5", "RUN_DIR": str(tmp_path),
+           "MASTER_PORT": free_port()}
+    run(["bash", os.path.join(ROOT, "examples", script), "--no-progress"], timeout=600, env=env)
+    recs = read_metrics(tmp_path / "metrics.jsonl")
+    grow = [r for r in recs if r.get("event") == "grow"]
+    assert len(grow) == 1 and grow[0]["iter"] == 8 and grow[0]["to_layers"] == 4
+    assert grow[0]["to_layout"]["tp"] == int(grow_tp)
+    assert max(r["iter"] for r in recs if "lm_loss" in r) == 10
+    assert os.path.isfile(tmp_path / "ckpt" / "latest_checkpointed_iteration.txt")
+    assert any(f.startswith("events.out") for f in os.listdir(tmp_path / "tensorboard"))
