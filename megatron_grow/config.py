@@ -37,6 +37,7 @@ class RunConfig:
     pipeline_model_parallel_size: int = 1
     decoder_first_pipeline_num_layers: Optional[int] = None
     decoder_last_pipeline_num_layers: Optional[int] = None
+    pipeline_layers: Optional[str] = None  # explicit per-stage layer counts, e.g. "1,3"
     # training
     micro_batch_size: int = 4
     global_batch_size: Optional[int] = None
@@ -65,6 +66,7 @@ class RunConfig:
     grow_optimizer_state: str = "inherit"
     grow_tensor_model_parallel_size: Optional[int] = None
     grow_pipeline_model_parallel_size: Optional[int] = None
+    grow_pipeline_layers: Optional[str] = None
     # data
     data_path: Optional[str] = None
     tokenizer_model: Optional[str] = None
@@ -262,9 +264,25 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
     return P
 
 
+def stage_layers(cfg: RunConfig) -> list[int] | None:
+    """--pipeline-layers as a list of ints (None when not given)."""
+    return [int(x) for x in cfg.pipeline_layers.split(",")] if cfg.pipeline_layers else None
+
+
 def _pipeline_problems(cfg: RunConfig) -> list[str]:
     pp, L = cfg.pipeline_model_parallel_size, cfg.num_layers
     first, last = cfg.decoder_first_pipeline_num_layers, cfg.decoder_last_pipeline_num_layers
+    if cfg.pipeline_layers:
+        try:
+            stages = stage_layers(cfg)
+        except ValueError:
+            return [f"--pipeline-layers {cfg.pipeline_layers!r} must be comma-separated layer counts, one per stage"]
+        if first is not None or last is not None:
+            return ["--pipeline-layers replaces --decoder-first/last-pipeline-num-layers; give one or the other"]
+        if len(stages) != pp or sum(stages) != L or min(stages) < 1:
+            return [f"--pipeline-layers {cfg.pipeline_layers} must give {pp} stage(s) (--pipeline-model-parallel-size) "
+                    f"of at least one layer each, adding up to --num-layers {L}"]
+        return []
     if pp == 1:
         if first is not None or last is not None:
             return ["--decoder-first/last-pipeline-num-layers need --pipeline-model-parallel-size > 1"]
@@ -304,6 +322,7 @@ def grown_config(cfg: RunConfig) -> RunConfig:
         tensor_model_parallel_size=cfg.grow_tensor_model_parallel_size or cfg.tensor_model_parallel_size,
         pipeline_model_parallel_size=cfg.grow_pipeline_model_parallel_size or cfg.pipeline_model_parallel_size,
         decoder_first_pipeline_num_layers=None, decoder_last_pipeline_num_layers=None,
+        pipeline_layers=cfg.grow_pipeline_layers,
     )
 
 
@@ -325,6 +344,6 @@ def growth_problems(cfg: RunConfig, device: str, te_available: bool = False) -> 
     if not P:
         P += [f"after growth: {p}".replace("--tensor-model-parallel-size", "--grow-tensor-model-parallel-size")
               .replace("--pipeline-model-parallel-size", "--grow-pipeline-model-parallel-size")
-              .replace("--num-layers", "--grow-to-layers")
+              .replace("--num-layers", "--grow-to-layers").replace("--pipeline-layers", "--grow-pipeline-layers")
               for p in validate(grown_config(cfg), device, te_available) if "already holds a checkpoint" not in p]
     return P

@@ -126,10 +126,13 @@ def test_online_growth_equals_offline_expand_and_resume(tmp_path):
     assert_close(losses(offline), after, rel=1e-5)
 
 
-def test_function_preserving_online_growth_reports_equal_losses(tmp_path):
+def test_function_preserving_online_growth_into_uneven_pipeline(tmp_path):
+    """copy_zeroL grown from DP2 into PP2 with stages of 3 and 1 layers: equal held-out loss."""
     m = tmp_path / "m.jsonl"
-    torchrun(1, [*ARGS, *GROW[:-1], "copy_zeroL", "--metrics-file", str(m)])
+    torchrun(2, [*ARGS, *GROW[:-1], "copy_zeroL", "--grow-pipeline-model-parallel-size", "2",
+                 "--grow-pipeline-layers", "3,1", "--metrics-file", str(m)])
     ev = [r for r in read_metrics(m) if r.get("event") == "grow"][0]
+    assert ev["to_layout"] == {"tp": 1, "pp": 2, "dp": 1}
     assert abs(ev["loss_before"] - ev["loss_after"]) <= 1e-5 * ev["loss_before"]
 
 

@@ -40,3 +40,12 @@ def test_uneven_pipeline_split_with_explicit_first_stage(tmp_path):
     torchrun(2, [*common, "--pipeline-model-parallel-size", "2", "--decoder-first-pipeline-num-layers", "1",
                  "--metrics-file", str(got)])
     assert_close(losses(got), losses(ref))
+
+
+def test_explicit_per_stage_layer_list(tmp_path):
+    """--pipeline-layers 1,3: 4 layers over PP2 as one and three; the same losses as PP1."""
+    ref, got = tmp_path / "ref.jsonl", tmp_path / "pp.jsonl"
+    common = ["--model", "gpt2", *TINY, *ARGS, "--num-layers", "4", "--train-iters", "3"]
+    torchrun(1, [*common, "--metrics-file", str(ref)])
+    torchrun(2, [*common, "--pipeline-model-parallel-size", "2", "--pipeline-layers", "1,3", "--metrics-file", str(got)])
+    assert_close(losses(got), losses(ref))

@@ -35,6 +35,11 @@ BASE = ["--mock-data"]
     (["--load", "/nonexistent/ckpt"], 1, "--load /nonexistent/ckpt: directory not found"),
     (["--split", "1,2"], 1, "--split '1,2'"),
     (["--micro-batch-size", "0"], 1, "--micro-batch-size must be >= 1"),
+    (["--num-layers", "4", "--pipeline-model-parallel-size", "2", "--pipeline-layers", "1,2"], 2,
+     "--pipeline-layers 1,2 must give 2 stage(s)"),
+    (["--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5",
+      "--grow-pipeline-model-parallel-size", "2", "--grow-pipeline-layers", "4,0"], 2, "after growth: --grow-pipeline-layers 4,0"),
+    (["--num-layers", "1", "--grow-to-layers", "4"], 1, "--grow-to-layers needs --grow-at-iter"),
     (["--train-iters", "4", "--lr-warmup-iters", "4"], 1, "must be shorter than --train-iters 4"),
     (["--train-iters", "10", "--lr-warmup-iters", "5", "--lr-wsd-decay-iters", "6"], 1, "warmup 5 + decay 6"),
 ])

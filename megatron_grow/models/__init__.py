@@ -70,6 +70,11 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
         num_layers_in_first_pipeline_stage=cfg.decoder_first_pipeline_num_layers,
         num_layers_in_last_pipeline_stage=cfg.decoder_last_pipeline_num_layers,
     )
+    stages = [int(x) for x in cfg.pipeline_layers.split(",")] if cfg.pipeline_layers else None
+    if stages and pp > 1:  # explicit per-stage layer counts, as a megatron pipeline layout
+        kw["pipeline_model_parallel_layout"] = (
+            [["embedding"] + ["decoder"] * stages[0]] + [["decoder"] * n for n in stages[1:-1]]
+            + [["decoder"] * stages[-1] + ["loss"]])
     if cfg.num_layers == 0:  # megatron's default scales by 1/sqrt(2 L); init.py applies our rule
         from megatron.core.utils import init_method_normal
 
