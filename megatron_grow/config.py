@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from megatron_grow.models import FAMILIES, SIZE_FIELDS
+from megatron_grow.models import FAMILIES
 
 
 @dataclass

@@ -6,7 +6,6 @@ A plain ``python -m megatron_grow.train`` runs as a world of one process.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 

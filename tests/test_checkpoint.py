@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from conftest import TINY, assert_close, losses, read_metrics, run, torchrun
+from conftest import TINY, losses, read_metrics, torchrun
 
 ARGS = ["--model", "llama3", *TINY, "--num-layers", "2", "--mock-data", "--vocab-size", "1000",
         "--micro-batch-size", "2", "--global-batch-size", "4", "--lr", "1e-2", "--lr-warmup-iters", "2",

@@ -51,18 +51,20 @@ def source(tmp_path_factory):
     return d / "ck"
 
 
-@pytest.mark.parametrize("init,src_layers", [("copy_zeroL", 1), ("zero", 0)])
-def test_function_preserving_growth_across_layouts(tmp_path, init, src_layers, source):
+@pytest.mark.parametrize("init,src_layers,model", [("copy_zeroL", 1, "llama3"), ("zero", 0, "llama3"),
+                                                   ("copy_zeroL", 1, "gpt2")])
+def test_function_preserving_growth_across_layouts(tmp_path, init, src_layers, model, source):
     """copy_zeroL / zero: logits of the 4-layer TP2xPP2 model equal the source model's (TP1/PP1)."""
-    if src_layers == 0:
-        source = tmp_path / "src0"
-        torchrun(1, [*ARGS, "--num-layers", "0", "--train-iters", "2", "--save", str(source)])
+    args = [*ARGS, "--model", model]
+    if (src_layers, model) != (1, "llama3"):
+        source = tmp_path / "src"
+        torchrun(1, [*args, "--num-layers", str(src_layers), "--train-iters", "2", "--save", str(source)])
     grown = tmp_path / "grown"
     expand("--load", source, "--save", grown, "--target-num-layers", 4, "--init", init)
     ref, got = tmp_path / "ref.pt", tmp_path / "got.pt"
-    torchrun(1, ["--out", str(ref), *ARGS, "--num-layers", str(src_layers), "--load", str(source)],
+    torchrun(1, ["--out", str(ref), *args, "--num-layers", str(src_layers), "--load", str(source)],
              module="tools.dump_logits")
-    torchrun(4, ["--out", str(got), *ARGS, "--num-layers", "4", "--load", str(grown),
+    torchrun(4, ["--out", str(got), *args, "--num-layers", "4", "--load", str(grown),
                  "--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"], module="tools.dump_logits")
     a, b = torch.load(ref), torch.load(got)
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), (a - b).abs().max()

@@ -44,13 +44,15 @@ def grow(cfg, state, data, device, mon, evaluate):
     path = checkpointing.save(root, state.iteration, state.model.module, state.optimizer, state.scheduler,
                               training.common_state(cfg, state))
     iteration, consumed = state.iteration, state.consumed_samples
-    del state  # free the source model, its grads and optimizer state before building the target
+    # free the source model, its grad buffers and optimizer state before building the target (the
+    # caller still holds the State object itself)
+    state.model = state.optimizer = state.scheduler = None
     gc.collect()
     platform.init_model_parallel(target.tensor_model_parallel_size, target.pipeline_model_parallel_size, cfg.seed)
     data.relayout()
     new = training.build_state(target, device)
-    load_grown(path, new.model.module, new.optimizer, plan, cfg.grow_optimizer_state)
-    new.scheduler.load_state_dict(checkpointing.read_common(path)["scheduler"])
+    common = load_grown(path, new.model.module, new.optimizer, plan, cfg.grow_optimizer_state)
+    new.scheduler.load_state_dict(common["scheduler"])
     new.iteration, new.consumed_samples = iteration, consumed
     dist.barrier()
     if temporary and dist.get_rank() == 0:

@@ -78,6 +78,7 @@ def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_s
     weights = lambda t: True  # noqa: E731  every planned source is loaded into the weights
     moments = {"inherit": lambda t: t.trained, "copy": lambda t: True, "reset": lambda t: False}[optimizer_state]
     params = dict(model.named_parameters())
+    masters = [m for g in optimizer.optimizer.param_groups for m in g["params"]]  # state-dict id order
     for take, kind in ((weights, "model"), (moments, "optimizer")):
         if kind == "optimizer" and optimizer_state == "reset":
             break
@@ -99,17 +100,12 @@ def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_s
                     params[name].copy_(tensor)
                 else:  # "<param id>/<state key>"
                     pid, key = name.split("/")
-                    _optimizer_state_tensor(optimizer, int(pid), key).copy_(tensor)
+                    optimizer.optimizer.state[masters[int(pid)]][key].copy_(tensor)
     if optimizer_state != "reset":  # reset: the zero moments and step 0 of a new optimizer stay
         optimizer.set_step(common["optimizer"].get("common_step", 0.0))
     _zero_output_projections(model, plan)
     optimizer.sync_masters_from_params()
     return common
-
-
-def _optimizer_state_tensor(optimizer, pid: int, key: str) -> torch.Tensor:
-    flat = [m for g in optimizer.optimizer.param_groups for m in g["params"]]
-    return optimizer.optimizer.state[flat[pid]][key]
 
 
 def _zero_output_projections(model, plan: list[TargetLayer]) -> None:

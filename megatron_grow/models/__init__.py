@@ -6,8 +6,6 @@ size presets. Every preset field can be overridden by the flag of the same name.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from megatron_grow.models.gpt2 import GPT2
@@ -15,10 +13,6 @@ from megatron_grow.models.llama3 import LLAMA3
 
 FAMILIES = {"gpt2": GPT2, "llama3": LLAMA3}
 
-# Fields a preset may set (each has a --flag of the same name with '-' for '_').
-SIZE_FIELDS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
-               "num_query_groups", "kv_channels", "seq_length", "max_position_embeddings",
-               "vocab_size")
 
 
 def preset(family: str, name: str) -> dict:
@@ -120,11 +114,3 @@ def build_model(cfg, tp: int, pp: int, device: torch.device):
     model.to(device)
     init_weights(model, cfg.seed, cfg.init_method_std, cfg.num_layers)
     return model
-
-
-def count_parameters(cfg, num_layers: int | None = None, embeddings: bool = True) -> int:
-    """Parameter count of the full (unsharded) model, from the config alone."""
-    from megatron_grow.flops import param_count
-
-    return param_count(dataclasses.replace(cfg, num_layers=cfg.num_layers if num_layers is None else num_layers),
-                       embeddings=embeddings)

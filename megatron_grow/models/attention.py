@@ -9,12 +9,13 @@ query/key and value have different head sizes (needed by multi-latent attention)
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from megatron.core import parallel_state
+from megatron.core.tensor_parallel import get_cuda_rng_tracker
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
 
@@ -56,9 +57,11 @@ class SDPAttention(MegatronModule):
         mask = None
         if not causal and attention_mask is not None:
             mask = ~attention_mask  # megatron's mask marks positions to drop with True
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal,
-            dropout_p=self.dropout if self.training else 0.0, scale=self.softmax_scale,
-        )
+        dropout = self.dropout if self.training else 0.0
+        # heads are split over TP ranks: attention dropout draws from the per-TP-rank RNG, as in
+        # megatron's own core attention
+        with get_cuda_rng_tracker().fork() if dropout > 0 else contextlib.nullcontext():
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                                 dropout_p=dropout, scale=self.softmax_scale)
         s, b = query.shape[0], query.shape[1]
         return out.permute(2, 0, 1, 3).reshape(s, b, -1)
