@@ -16,7 +16,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "tensorboard"],
+        "dev": ["pytest", "pytest-timeout", "tensorboard", "matplotlib", "triton"],  # triton: kernel tests run on CPU under TRITON_INTERPRET=1
         "gpu": ["transformer-engine[pytorch]", "nvidia-ml-py"],
     },
 )

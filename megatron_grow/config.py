@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
+
 from megatron_grow.models import FAMILIES
 
 
@@ -52,11 +54,25 @@ class RunConfig:
     lr_wsd_decay_iters: Optional[int] = None
     lr_wsd_decay_fraction: float = 0.1
     lr_wsd_decay_style: str = "linear"
-    weight_decay: float = 0.1
+    weight_decay: Optional[float] = None  # default 0.1 for adam, 0.01 for muon-nsgd
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     adam_eps: float = 1e-8
-    clip_grad: float = 1.0
+    clip_grad: Optional[float] = None  # default 1.0 for adam, 0 (off) for muon-nsgd
+    # Muon-NSGD (megatron_grow/optim/muon.py)
+    muon_momentum: float = 0.95
+    muon_nesterov: bool = True
+    muon_ns_steps: int = 5
+    muon_ns_coefficients: str = "3.4445,-4.7750,2.0315"
+    muon_scale_mode: str = "spectral"
+    muon_split_qkv: str = "off"
+    muon_tp_mode: str = "duplicated"
+    muon_dp_spread: str = "auto"
+    ns_backend: str = "auto"
+    # muP (megatron_grow/mup.py)
+    mup: bool = False
+    mup_base_hidden_size: Optional[int] = None
+    mup_base_num_layers: Optional[int] = None  # depth-muP residual multipliers when set
     # progressive growth (megatron_grow/growth)
     grow_at_iter: Optional[int] = None
     grow_at_fraction: Optional[float] = None
@@ -102,7 +118,12 @@ CHOICES = {
     "model": sorted(FAMILIES),
     "device": ["auto", "cpu", "cuda"],
     "transformer_impl": ["auto", "local", "transformer_engine"],
-    "optimizer": ["adam"],
+    "optimizer": ["adam", "muon-nsgd"],
+    "muon_scale_mode": ["spectral", "match_adamw"],
+    "muon_split_qkv": ["off", "qkv", "group"],
+    "muon_tp_mode": ["duplicated", "distributed", "blockwise"],
+    "muon_dp_spread": ["auto", "on", "off"],
+    "ns_backend": ["auto", "torch", "triton", "te"],
     "lr_decay_style": ["wsd", "cosine", "constant", "linear"],
     "lr_wsd_decay_style": ["linear", "cosine", "exponential", "minus_sqrt"],
     "grow_placement": ["bottom", "top", "stack", "interleave"],
@@ -163,6 +184,11 @@ def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = 
     problems = apply_preset(cfg)
     if cfg.bf16 is None:
         cfg.bf16 = device == "cuda"
+    muon = cfg.optimizer == "muon-nsgd"
+    if cfg.weight_decay is None:
+        cfg.weight_decay = 0.01 if muon else 0.1
+    if cfg.clip_grad is None:
+        cfg.clip_grad = 0.0 if muon else 1.0
     if cfg.transformer_impl == "auto":
         cfg.transformer_impl = "transformer_engine" if device == "cuda" and te_available else "local"
     if not problems:
@@ -257,10 +283,45 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
     if cfg.lr_decay_style == "wsd" and warmup + decay > cfg.train_iters:
         P.append(f"--lr-decay-style wsd: warmup {warmup} + decay {decay} iterations exceed --train-iters "
                  f"{cfg.train_iters}; shorten --lr-wsd-decay-iters / --lr-wsd-decay-fraction")
+    P += _optimizer_problems(cfg, device)
     if not 0 <= cfg.lr_warmup_fraction < 1:
         P.append(f"--lr-warmup-fraction {cfg.lr_warmup_fraction} must be in [0, 1)")
     if not 0 <= cfg.lr_wsd_decay_fraction <= 1:
         P.append(f"--lr-wsd-decay-fraction {cfg.lr_wsd_decay_fraction} must be in [0, 1]")
+    return P
+
+
+def ns_coefficients(cfg: RunConfig) -> tuple[float, float, float]:
+    return tuple(float(x) for x in cfg.muon_ns_coefficients.split(","))
+
+
+def _optimizer_problems(cfg: RunConfig, device: str) -> list[str]:
+    P = []
+    if cfg.optimizer == "muon-nsgd":
+        if not 0 <= cfg.muon_momentum < 1:
+            P.append(f"--muon-momentum {cfg.muon_momentum} must be in [0, 1)")
+        if cfg.muon_ns_steps < 1:
+            P.append(f"--muon-ns-steps must be >= 1 (got {cfg.muon_ns_steps})")
+        try:
+            if len(ns_coefficients(cfg)) != 3:
+                raise ValueError
+        except ValueError:
+            P.append(f"--muon-ns-coefficients {cfg.muon_ns_coefficients!r} must be three numbers a,b,c "
+                     f"(quintic default 3.4445,-4.7750,2.0315)")
+        from megatron_grow.optim.newton_schulz import unavailable_reason
+
+        why = cfg.ns_backend != "auto" and unavailable_reason(cfg.ns_backend, torch.device(device))
+        if why:
+            P.append(f"--ns-backend {cfg.ns_backend}: {why}; use --ns-backend auto or torch")
+    if cfg.weight_decay is not None and cfg.weight_decay < 0:
+        P.append(f"--weight-decay must be >= 0 (got {cfg.weight_decay})")
+    if cfg.mup and not cfg.mup_base_hidden_size:
+        P.append("--mup needs --mup-base-hidden-size (the width the hyperparameters were tuned at)")
+    if (cfg.mup_base_hidden_size or cfg.mup_base_num_layers) and not cfg.mup:
+        P.append("--mup-base-hidden-size / --mup-base-num-layers take effect only with --mup; add --mup")
+    for name in ("mup_base_hidden_size", "mup_base_num_layers"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            P.append(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(cfg, name)})")
     return P
 
 

@@ -96,6 +96,10 @@ def checkpoint_config(cfg):
                " tools/expand_checkpoint.py cannot fix this (it only adds layers to a model of the same family).")
         raise SystemExit(f"--load {cfg.load}: the checkpoint (iteration {it}) is a {layers}-layer {family} model, "
                          f"but this run builds a {cfg.num_layers}-layer {cfg.model} model.{fix}")
+    saved = common["config"].get("optimizer", "adam")
+    if saved != cfg.optimizer:
+        raise SystemExit(f"--load {cfg.load}: the checkpoint holds {saved} optimizer state, but this run uses "
+                         f"--optimizer {cfg.optimizer}; resume with --optimizer {saved}")
     return cfg
 
 

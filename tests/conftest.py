@@ -69,3 +69,31 @@ def assert_close(a: dict, b: dict, rel: float = 1e-5):
     assert a.keys() == b.keys(), (sorted(a), sorted(b))
     for k in a:
         assert abs(a[k] - b[k]) <= rel * abs(b[k]), f"iter {k}: {a[k]!r} vs {b[k]!r} (rel {rel})"
+
+
+@pytest.fixture(scope="module")
+def world():
+    """This test process as a world of one (gloo), TP1/PP1, for tests that build models in-process."""
+    from megatron_grow import platform
+
+    platform.init_distributed("cpu")
+    platform.init_model_parallel(1, 1, seed=1)
+    yield
+    platform.shutdown()
+
+
+def load_state(args: list[str], ck, layers: int, moment: str = "exp_avg"):
+    """Build a ``layers``-layer model from ``args`` in this process (TP1/PP1), load checkpoint ``ck``
+    into it; returns (parameters, the optimizer state ``moment`` per parameter name, state)."""
+    import torch
+
+    from megatron_grow import config, platform, training
+
+    cfg = config.finalize(config.parse_args([*args, "--num-layers", str(layers), "--load", str(ck)]), 1, "cpu")
+    platform.init_model_parallel(1, 1, cfg.seed)
+    state = training.build_state(cfg, torch.device("cpu"))
+    training.load_checkpoint(cfg, state)
+    named = list(state.model.module.named_parameters())
+    opt = state.optimizer.optimizer
+    moments = {n: opt.state[m][moment] for (n, _), m in zip(named, state.optimizer.masters)}
+    return dict(named), moments, state

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY, assert_close, losses, read_metrics, run, torchrun
+from conftest import TINY, assert_close, load_state, losses, read_metrics, run, torchrun
 from megatron_grow.growth.plan import make_plan, problems
 
 ARGS = ["--model", "llama3", *TINY, "--mock-data", "--vocab-size", "1000", "--micro-batch-size", "2",
@@ -70,34 +70,14 @@ def test_function_preserving_growth_across_layouts(tmp_path, init, src_layers, m
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), (a - b).abs().max()
 
 
-@pytest.fixture(scope="module")
-def world():
-    from megatron_grow import platform
-
-    platform.init_distributed("cpu")
-    yield
-    platform.shutdown()
-
-
-def load_state(ck, layers):
-    from megatron_grow import config, platform, training
-
-    cfg = config.finalize(config.parse_args([*ARGS, "--num-layers", str(layers), "--load", str(ck)]), 1, "cpu")
-    platform.init_model_parallel(1, 1, cfg.seed)
-    state = training.build_state(cfg, torch.device("cpu"))
-    training.load_checkpoint(cfg, state)
-    params = dict(state.model.module.named_parameters())
-    opt = state.optimizer.optimizer
-    moments = {n: opt.state[m]["exp_avg"] for (n, p), m in zip(state.model.module.named_parameters(), state.optimizer.masters)}
-    return params, moments, state
 
 
 @pytest.mark.parametrize("mode", ["inherit", "copy", "reset"])
 def test_copy_init_and_optimizer_state_modes(world, tmp_path, source, mode):
     grown = tmp_path / "grown"
     expand("--load", source, "--save", grown, "--target-num-layers", 4, "--init", "copy", "--optimizer-state", mode)
-    src_p, src_m, src_state = load_state(source, 1)
-    new_p, new_m, new_state = load_state(grown, 4)
+    src_p, src_m, src_state = load_state(ARGS, source, 1)
+    new_p, new_m, new_state = load_state(ARGS, grown, 4)
     assert new_state.iteration == src_state.iteration == 4 and new_state.consumed_samples == 16
     for name, p in new_p.items():
         sname = name.replace(f"layers.{name.split('.')[2]}.", "layers.0.") if ".layers." in name else name

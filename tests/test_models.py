@@ -5,16 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from megatron_grow import config, flops, platform
+from megatron_grow import config, flops
 from megatron_grow.models import build_model
 
 
-@pytest.fixture(scope="module")
-def world():
-    platform.init_distributed("cpu")
-    platform.init_model_parallel(1, 1, seed=1)
-    yield
-    platform.shutdown()
 
 
 def cfg_for(model, preset="tiny", **over):

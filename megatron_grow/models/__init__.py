@@ -91,10 +91,14 @@ def layer_spec(cfg):
 
 
 def build_model(cfg, tp: int, pp: int, device: torch.device):
-    """This rank's GPTModel stage for ``cfg`` at layout (tp, pp), initialised from (seed, name)."""
+    """This rank's GPTModel stage for ``cfg`` at layout (tp, pp), initialised from (seed, name).
+
+    With --mup the init is muP-scaled and the muP forward multipliers are installed
+    (megatron_grow/mup.py); both follow ``cfg``'s width and depth (the target's, when growing)."""
     from megatron.core import parallel_state as ps
     from megatron.core.models.gpt import GPTModel
 
+    from megatron_grow import mup
     from megatron_grow.models.init import init_weights
 
     fam = FAMILIES[cfg.model]
@@ -112,5 +116,6 @@ def build_model(cfg, tp: int, pp: int, device: torch.device):
         parallel_output=True,
     )
     model.to(device)
-    init_weights(model, cfg.seed, cfg.init_method_std, cfg.num_layers)
+    init_weights(model, cfg.seed, cfg.init_method_std, cfg.num_layers, mup.width_mult(cfg))
+    mup.install(model, cfg)
     return model

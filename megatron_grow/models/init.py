@@ -6,6 +6,9 @@ tensor-parallel shard. So a TP1/PP1 run and a TP2/PP2 run start from identical w
 
 Rule (GPT-2 / Megatron): weights ~ N(0, std); residual-branch output projections (attention
 ``linear_proj`` and MLP ``linear_fc2``) ~ N(0, std / sqrt(2 L)); biases 0; norm scales 1.
+With muP (width multiplier m != 1, megatron_grow/mup.py): hidden matrices (2-D weights inside the
+decoder layers) take std / sqrt(m) (output projections: std / sqrt(m) / sqrt(2 L)), the untied
+output layer std / m, embeddings std. Still a function of (seed, global name, target shape/config).
 """
 
 from __future__ import annotations
@@ -60,12 +63,19 @@ def _generator(seed: int, name: str, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def full_init(name: str, shape, seed: int, std: float, num_layers: int, device, dtype) -> torch.Tensor:
-    """The full tensor the init rule gives the parameter with global name ``name``."""
+def full_init(name: str, shape, seed: int, std: float, num_layers: int, device, dtype,
+              width_mult: float = 1.0) -> torch.Tensor:
+    """The full tensor the init rule gives the parameter with global name ``name``.
+
+    ``width_mult`` is muP's m (1: standard parametrisation, computed exactly as before)."""
     leaf = name.rsplit(".", 1)[-1]
     if len(shape) == 1:
         is_norm_scale = leaf == "weight" and ("norm" in name or "layer_norm" in name)
         return (torch.ones if is_norm_scale else torch.zeros)(shape, device=device, dtype=dtype)
+    if width_mult != 1.0:
+        from megatron_grow.mup import init_std_multiplier
+
+        std = std * init_std_multiplier(name, len(shape), width_mult)
     if name.endswith(OUTPUT_PROJECTIONS):
         std = std / math.sqrt(2.0 * max(num_layers, 1))
     out = torch.empty(shape, device=device, dtype=torch.float32)
@@ -74,10 +84,11 @@ def full_init(name: str, shape, seed: int, std: float, num_layers: int, device, 
 
 
 @torch.no_grad()
-def init_weights(model, seed: int, std: float, num_layers: int) -> None:
+def init_weights(model, seed: int, std: float, num_layers: int, width_mult: float = 1.0) -> None:
     tp, tp_rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
     gated = model.config.gated_linear_unit
     names = global_names(model)
     for name, p in model.named_parameters():
-        full = full_init(names[name], full_shape(p, name, tp), seed, std, num_layers, p.device, p.dtype)
+        full = full_init(names[name], full_shape(p, name, tp), seed, std, num_layers, p.device, p.dtype,
+                         width_mult)
         p.copy_(local_shard(full, p, name, tp, tp_rank, gated))

@@ -17,6 +17,8 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 from megatron.core.transformer.module import param_is_not_shared
 
+from megatron_grow.optim.muon import MuonNSGD, ParamInfo
+
 
 def _no_decay(name: str, p) -> bool:
     return p.ndim < 2 or name.endswith(".bias")
@@ -26,23 +28,33 @@ class Optimizer:
     """Wraps a torch optimizer for one model chunk whose grads megatron DDP left in ``main_grad``."""
 
     def __init__(self, model, cfg):
+        from megatron_grow import mup
+        from megatron_grow.models.init import global_names
+
         self.model = model
         self.clip_grad = cfg.clip_grad
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        names = global_names(model)
+        named = [(names[n], p) for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
         # bf16 models keep fp32 master copies; fp32 models step their own parameters.
         self.masters = [p.detach().float().clone() if p.dtype != torch.float32 else p for p in self.params]
-        groups = [
-            {"params": [m for (n, p), m in zip(named, self.masters) if not _no_decay(n, p)], "wd_mult": 1.0},
-            {"params": [m for (n, p), m in zip(named, self.masters) if _no_decay(n, p)], "wd_mult": 0.0},
-        ]
+        # one group per (weight-decay, LR) multiplier pair; the scheduler drives each group's LR
+        # between its own max_lr and min_lr (muP scales some groups' LR)
+        groups: dict[tuple[float, float], list] = {}
+        for (n, p), m in zip(named, self.masters):
+            groups.setdefault((0.0 if _no_decay(n, p) else 1.0, mup.lr_multiplier(cfg, n, p)), []).append(m)
+        groups = [{"params": ms, "wd_mult": wd, "max_lr": cfg.lr * lr, "min_lr": cfg.min_lr * lr}
+                  for (wd, lr), ms in sorted(groups.items(), key=lambda kv: (kv[0][1] != 1.0, -kv[0][0]))]
         # Group order fixes the state-dict ids: remember the model-param order behind it.
         order = {id(m): i for i, m in enumerate(self.masters)}
         self.params_in_group_order = [self.params[order[id(m)]] for g in groups for m in g["params"]]
-        self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-            eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
-        )
+        if cfg.optimizer == "muon-nsgd":
+            self.optimizer = _muon(cfg, groups, named, self.masters)
+        else:
+            self.optimizer = torch.optim.AdamW(
+                groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                weight_decay=cfg.weight_decay,
+            )
         self.init_state()  # state exists from the start, so every checkpoint has the same keys
 
     @property
@@ -73,13 +85,14 @@ class Optimizer:
 
     # --- checkpointing -------------------------------------------------------------------
     def init_state(self):
-        """Empty Adam state (zero moments, step 0) for every parameter that has none."""
+        """Empty state (Adam: zero moments, step 0; Muon-NSGD: zero momentum) for every parameter
+        that has none."""
         for g in self.optimizer.param_groups:
             for m in g["params"]:
                 if not self.optimizer.state[m]:
-                    self.optimizer.state[m] = {"step": torch.tensor(0.0),
-                                               "exp_avg": torch.zeros_like(m),
-                                               "exp_avg_sq": torch.zeros_like(m)}
+                    self.optimizer.state[m] = (
+                        self.optimizer.empty_state(m) if isinstance(self.optimizer, MuonNSGD) else
+                        {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(m), "exp_avg_sq": torch.zeros_like(m)})
 
     def sharded_state_dict(self, model_sharded_state_dict, is_loading: bool = False):
         """Adam moments (and fp32 masters) as ShardedTensors keyed ``optimizer.state.<k>.<param key>``,
@@ -123,6 +136,32 @@ class Optimizer:
         with torch.no_grad():
             for i, t in masters.items():
                 flat[i].copy_(t)
+
+
+def _muon(cfg, groups, named, masters) -> MuonNSGD:
+    """Muon-NSGD over the masters: Muon for 2-D weights inside decoder layers, NSGD for the rest."""
+    from megatron_grow.config import ns_coefficients
+
+    tp = ps.get_tensor_model_parallel_world_size()
+    heads, ng = cfg.num_attention_heads, cfg.num_query_groups or cfg.num_attention_heads
+    head_dim = cfg.kv_channels or cfg.hidden_size // heads
+    info = {}
+    for (n, p), m in zip(named, masters):
+        sharded = getattr(p, "tensor_model_parallel", False) and tp > 1
+        info[id(m)] = ParamInfo(
+            muon=p.ndim == 2 and n.startswith("decoder.layers."),
+            tp_dim=p.partition_dim if sharded else None,
+            qkv=(ng // tp, heads // ng, head_dim) if n.endswith("self_attention.linear_qkv.weight") else None,
+        )
+    dp = ps.get_data_parallel_world_size()
+    spread = cfg.muon_dp_spread == "on" or (cfg.muon_dp_spread == "auto" and dp > 1)
+    return MuonNSGD(
+        groups, info, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
+        nesterov=cfg.muon_nesterov, ns_steps=cfg.muon_ns_steps, coefficients=ns_coefficients(cfg),
+        scale_mode=cfg.muon_scale_mode, split_qkv=cfg.muon_split_qkv, tp_mode=cfg.muon_tp_mode,
+        tp_group=ps.get_tensor_model_parallel_group() if tp > 1 else None,
+        dp_group=ps.get_data_parallel_group() if spread and dp > 1 else None, ns_backend=cfg.ns_backend,
+    )
 
 
 def build_scheduler(optimizer: Optimizer, cfg) -> OptimizerParamScheduler:
