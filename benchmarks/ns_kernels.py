@@ -8,10 +8,11 @@ torch. FLOPs are the nominal count of the iteration for every backend, so speedu
 step, for X of m x n with m <= n, X X^T 2 m^2 n + A A 2 m^3 + B X 2 m^2 n (the Triton kernels
 compute only half of each symmetric product, which shows up as a higher "TFLOP/s").
 
-Part 2, per weight shape of LLaMA3-8B and a 7B GPT2-shaped model: the fwd+bwd matmuls of that
-linear layer for --tokens tokens vs one optimizer step on that weight (a Muon step: momentum +
-Newton-Schulz + update, per backend; an AdamW step: torch.optim.AdamW on one parameter), and the
-step's share step / (step + fwd_bwd).
+Part 2, per weight shape of LLaMA3-8B and the paper's 7B GPT2 (the trainer's presets llama3 8b
+and gpt2 7b): the fwd+bwd matmuls of that linear layer for --tokens tokens vs one optimizer step
+on that weight (a Muon step: momentum + Newton-Schulz + update, per backend; an AdamW step:
+torch.optim.AdamW on one parameter), and the step's share step / (step + fwd_bwd); then the same
+for the layer's four matrices together, the share of a training iteration spent in the step.
 
 Defaults: on CUDA everything (square 1024..8192, full model shapes, bf16, 8192 tokens); on CPU, so
 that it finishes in minutes on two cores, squares 1024 and 2048, the model shapes scaled by 1/4
@@ -35,13 +36,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from megatron_grow.optim import newton_schulz as ns
 
 SQUARE = (1024, 2048, 4096, 8192)
-# Weight shapes (out_features, in_features) as megatron stores them.
-MODELS = {
-    # hidden 4096, ffn 14336 (gated: fc1 holds gate and up), 32 heads, 8 KV groups, head dim 128
-    "llama3-8b": {"qkv": (6144, 4096), "proj": (4096, 4096), "fc1": (28672, 4096), "fc2": (4096, 14336)},
-    # hidden 4096, ffn 16384, 32 heads (MHA), GPT2 layout
-    "gpt2-7b": {"qkv": (12288, 4096), "proj": (4096, 4096), "fc1": (16384, 4096), "fc2": (4096, 16384)},
-}
+MODELS = {"llama3-8b": ("llama3", "8b"), "gpt2-7b": ("gpt2", "7b")}  # the trainer's presets
+
+
+def weight_shapes(family: str, preset_name: str) -> dict[str, tuple[int, int]]:
+    """(out_features, in_features) of one layer's matrices, as megatron stores them, from a preset
+    (LLaMA3-8B: hidden 4096, 32 heads in 8 KV groups, gated ffn 14336; GPT2 7B: hidden 3072, 24
+    heads, ffn 12288)."""
+    from megatron_grow.models import FAMILIES, preset
+
+    p, fam = preset(family, preset_name), FAMILIES[family]
+    h, f, n = p["hidden_size"], p["ffn_hidden_size"], p["num_attention_heads"]
+    g, d = p.get("num_query_groups") or n, p.get("kv_channels") or h // n
+    return {"qkv": ((n + 2 * g) * d, h), "proj": (h, n * d),
+            "fc1": (f * (2 if fam["gated_linear_unit"] else 1), h), "fc2": (h, f)}
+
+
 STEPS = 5
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -130,6 +140,21 @@ def bench_layer(model, layer, shape, backends, device, dtype, tokens, repeats):
     return row
 
 
+def whole_layers(layer_rows, backends) -> list[dict]:
+    """Per model, the four matrices of a layer together: the optimizer step's share of the
+    layer's iteration (the model's, when its layers dominate)."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in layer_rows):
+        rows = [r for r in layer_rows if r["model"] == model]
+        tot = {"model": model, "layer": "**layer**", "shape": None, "tokens": rows[0]["tokens"]}
+        for key in ["fwd_bwd_ms", "adamw_ms"] + [f"muon_{b}_ms" for b in backends]:
+            tot[key] = sum(r[key] for r in rows)
+        for key in ["adamw_ms"] + [f"muon_{b}_ms" for b in backends]:
+            tot[key.replace("_ms", "_share")] = tot[key] / (tot[key] + tot["fwd_bwd_ms"])
+        out.append(tot)
+    return out
+
+
 def markdown(meta, ns_rows, layer_rows, backends) -> str:
     out = [f"# Newton-Schulz kernels on {meta['device_name']}", "",
            (f"torch {meta['torch']}, triton {meta['triton']}; input dtype {meta['dtype']}, "
@@ -150,9 +175,10 @@ def markdown(meta, ns_rows, layer_rows, backends) -> str:
                 ("| model | layer | weight | fwd+bwd ms | AdamW ms | AdamW share | "
                  + " | ".join(f"Muon[{b}] ms | Muon[{b}] share" for b in backends) + " |"),
                 "|---|---|---|---:|---:|---:|" + "---:|---:|" * len(backends)]
-        for r in layer_rows:
+        for r in layer_rows + whole_layers(layer_rows, backends):
             cells = [f"{r[f'muon_{b}_ms']:.1f} | {100 * r[f'muon_{b}_share']:.0f}%" for b in backends]
-            out.append(f"| {r['model']} | {r['layer']} | {r['shape'][0]}x{r['shape'][1]} | {r['fwd_bwd_ms']:.1f} "
+            shape = f"{r['shape'][0]}x{r['shape'][1]}" if r["shape"] else "all four"
+            out.append(f"| {r['model']} | {r['layer']} | {shape} | {r['fwd_bwd_ms']:.1f} "
                        f"| {r['adamw_ms']:.2f} | {100 * r['adamw_share']:.1f}% | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
@@ -200,7 +226,7 @@ def main(argv=None):
     for item in [s for s in spec.split(",") if s and s != "none"]:
         if item in MODELS:
             shapes += [(f"{item} {layer}", tuple(max(16, int(d * scale)) for d in wshape))
-                       for layer, wshape in MODELS[item].items()]
+                       for layer, wshape in weight_shapes(*MODELS[item]).items()]
         else:
             shapes.append(("custom", tuple(int(d) for d in item.lower().split("x"))))
 
@@ -235,7 +261,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"ns_kernels_{device.type}")
     with open(stem + ".json", "w") as f:
-        json.dump({"meta": meta, "newton_schulz": ns_rows, "optimizer_step": layer_rows}, f, indent=1)
+        json.dump({"meta": meta, "newton_schulz": ns_rows, "optimizer_step": layer_rows,
+                   "optimizer_step_per_layer": whole_layers(layer_rows, backends)}, f, indent=1)
     table = markdown(meta, ns_rows, layer_rows, backends)
     with open(stem + ".md", "w") as f:
         f.write(table)

@@ -64,7 +64,7 @@ class RunConfig:
     muon_nesterov: bool = True
     muon_ns_steps: int = 5
     muon_ns_coefficients: str = "3.4445,-4.7750,2.0315"
-    muon_scale_mode: str = "spectral"
+    muon_scale_mode: str = "match_adamw"  # one shared LR fits Muon and NSGD (benchmarks/optimizer_sweep.py)
     muon_split_qkv: str = "off"
     muon_tp_mode: str = "duplicated"
     muon_dp_spread: str = "auto"

@@ -30,7 +30,7 @@ import math
 import torch
 import torch.distributed as dist
 
-from megatron_grow.optim.newton_schulz import QUINTIC, newton_schulz, newton_schulz_sharded
+from megatron_grow.optim.newton_schulz import QUINTIC, newton_schulz, newton_schulz_sharded, prepare
 
 
 @dataclasses.dataclass
@@ -63,12 +63,14 @@ def _merge(parts: list[torch.Tensor], W: torch.Tensor, qkv, mode: str) -> torch.
 class MuonNSGD(torch.optim.Optimizer):
     def __init__(self, params, info: dict[int, ParamInfo], lr: float = 1e-2, weight_decay: float = 0.01,
                  momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5, coefficients=QUINTIC,
-                 scale_mode: str = "spectral", split_qkv: str = "off", tp_mode: str = "duplicated",
+                 scale_mode: str = "match_adamw", split_qkv: str = "off", tp_mode: str = "duplicated",
                  tp_group=None, dp_group=None, ns_backend: str = "auto"):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
         self.info = info  # id(param) -> ParamInfo
         self.momentum, self.nesterov = momentum, nesterov
-        self.ns_steps, self.coefficients, self.ns_backend = ns_steps, tuple(coefficients), ns_backend
+        self.ns_steps, self.coefficients = ns_steps, tuple(coefficients)
+        device = next((p.device for g in self.param_groups for p in g["params"]), torch.device("cpu"))
+        self.ns_backend = prepare(ns_backend, device)  # (the sharded "distributed" mode is torch ops)
         self.scale_mode, self.split_qkv, self.tp_mode = scale_mode, split_qkv, tp_mode
         self.tp_group, self.dp_group = tp_group, dp_group
         self.tp = dist.get_world_size(tp_group) if tp_group is not None else 1

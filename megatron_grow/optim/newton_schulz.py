@@ -140,6 +140,23 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return _AUTO[device.type]
 
 
+def prepare(backend: str, device) -> str:
+    """Resolve ``--ns-backend`` once, with every rank present (optimizer construction): all ranks
+    get the same concrete backend (rank 0's choice under ``auto``, whose timings may differ per
+    rank), and collective set-up (TE's cuSolverMp context) happens here rather than at a first
+    call that some ranks may reach late or never (DP spread, stages without matrices)."""
+    name = resolve_backend(backend, device)
+    if backend == "auto" and dist.is_initialized() and dist.get_world_size() > 1:
+        choice = [name]
+        dist.broadcast_object_list(choice, src=0)
+        name = choice[0]
+    if name == "te":
+        from megatron_grow.optim.ns_te import _context
+
+        _context()
+    return name
+
+
 def newton_schulz(G: torch.Tensor, steps: int = 5, coefficients=QUINTIC, backend: str = "auto") -> torch.Tensor:
     """Orthogonalise ``G`` (..., m, n) with ``steps`` Newton-Schulz iterations on ``backend``."""
     return _function(resolve_backend(backend, G.device))(G, steps, coefficients)

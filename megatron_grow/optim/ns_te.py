@@ -13,9 +13,10 @@ Only the current API is wrapped):
 
 It is a distributed cuSolverMp routine: it needs TE built with NVTE_WITH_CUSOLVERMP=1 (off by
 default) and torch.distributed with NCCL. Here every rank orthogonalises whole matrices, so the
-context is over a one-rank group of its own, made (collectively, by every rank) at the first
-call; batches run one matrix at a time. We normalise like ns_torch before the call (newer TE
-normalises too, which then changes nothing). Untested here: no TE and no GPU on the dev machine.
+context is over a one-rank group of its own, made collectively by every rank when the optimizer
+is built (newton_schulz.prepare); batches run one matrix at a time. We normalise like ns_torch
+before the call (newer TE normalises too, which then changes nothing).
+Untested here: no TE and no GPU on the dev machine.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def unavailable_reason(device) -> str | None:
 
 
 def _context():
-    """A cuSolverMp context over this rank alone (made by all ranks together on first use)."""
+    """A cuSolverMp context over this rank alone; the first call is collective (every rank, from
+    newton_schulz.prepare)."""
     device = torch.cuda.current_device()
     if device not in _CTX:
         CusolverMpCtx, _ = _te_newton_schulz()
