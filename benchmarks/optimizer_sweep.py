@@ -1,11 +1,13 @@
-"""AdamW vs Muon-NSGD (both update-scale modes) over a learning-rate grid, side by side in one run.
+"""AdamW vs Muon-NSGD (both update-scale modes) over a learning-rate grid, side by side in one run;
+then Muon-NSGD's step time with and without DP spread (--muon-dp-spread on/off, DP2).
 
     python benchmarks/optimizer_sweep.py                 # ~2 minutes on 2 CPU cores
     python benchmarks/optimizer_sweep.py --train-iters 300 --model-args "--hidden-size 128"
 
 Every run: the same model, data order, schedule (WSD) and number of steps on the bundled demo
 corpus; only the optimizer and its LR change. Reports the final held-out loss of each run and the
-best LR of each optimizer. Writes results/optimizer_sweep.json and .md.
+best LR of each optimizer, and the median step time of DP-spread vs repeated Newton-Schulz (mock
+data, widths 128 and 512; the losses must agree exactly). Writes results/optimizer_sweep.json/.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,28 @@ GRID = {
     ("muon-nsgd", "match_adamw"): (3e-3, 1e-2, 3e-2),
     ("muon-nsgd", "spectral"): (0.05, 0.1, 0.2, 0.5),
 }
+
+
+def dp_spread(out: str) -> list[dict]:
+    """Step time of Muon-NSGD at DP2 with each matrix orthogonalised once (spread) or on every rank."""
+    import statistics
+
+    rows = []
+    for h in (128, 512):
+        for spread in ("on", "off"):
+            args = ["--model", "llama3", "--preset", "tiny", "--hidden-size", str(h), "--ffn-hidden-size", str(3 * h),
+                    "--num-layers", "2", "--seq-length", "64", "--device", "cpu", "--mock-data", "--vocab-size",
+                    "1000", "--micro-batch-size", "4", "--global-batch-size", "8", "--train-iters", "12",
+                    "--eval-interval", "100", "--optimizer", "muon-nsgd", "--lr", "1e-2", "--muon-dp-spread", spread]
+            recs = train(args, os.path.join(out + "_runs", f"spread_{h}_{spread}.jsonl"), 2)["records"]
+            times = [r["step_time_s"] for r in recs if "step_time_s" in r][2:]  # after warm-up
+            rows.append({"hidden": h, "spread": spread, "step_ms": 1e3 * statistics.median(times),
+                         "loss": last(recs, "lm_loss")})
+            print(f"DP spread {spread:3s} hidden {h}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
+        a, b = rows[-2:]
+        if a["loss"] != b["loss"]:
+            raise AssertionError(f"DP spread changed the losses: {a['loss']} vs {b['loss']}")
+    return rows
 
 
 def main(argv=None):
@@ -58,9 +82,13 @@ def main(argv=None):
     lines += [f"| {r['optimizer']} | {r['scale_mode']} | {r['lr']:g} | {r['val_loss']:.4f} | {r['train_loss']:.4f} |"
               for r in rows]
     lines += ["", "Best of each:", ""] + [f"- {k}: lr {r['lr']:g}, val loss {r['val_loss']:.4f}" for k, r in best.items()]
+    spread = dp_spread(args.out)
+    lines += ["", "## DP spread (Muon-NSGD, DP2, mock data, 12 iterations)", "",
+              "| hidden | spread | median step ms | final loss |", "|---:|---|---:|---:|"]
+    lines += [f"| {r['hidden']} | {r['spread']} | {r['step_ms']:.1f} | {r['loss']:.6f} |" for r in spread]
     table = "\n".join(lines) + "\n"
     write(args.out, {"train_flags": base, "nproc": args.nproc, "runs": rows,
-                     "best": {k: r for k, r in best.items()}}, table)
+                     "best": {k: r for k, r in best.items()}, "dp_spread": spread}, table)
     print("\n" + table)
 
 
