@@ -76,6 +76,9 @@ class RunConfig:
     # progressive growth (megatron_grow/growth)
     grow_at_iter: Optional[int] = None
     grow_at_fraction: Optional[float] = None
+    grow_at: Optional[str] = None  # "auto": tau from pilot metrics (megatron_grow/growth/tau.py)
+    grow_pilot_metrics: Optional[str] = None  # FIXED.jsonl,GROWN.jsonl
+    grow_mix_tolerance: float = 0.01
     grow_to_layers: Optional[int] = None
     grow_placement: str = "bottom"
     grow_init: str = "random"
@@ -102,8 +105,9 @@ class RunConfig:
     metrics_file: Optional[str] = None
     tensorboard_dir: Optional[str] = None
     progress: bool = True
-    # filled in by finalize(): world layout
+    # filled in by finalize(): world layout; the tau plan of --grow-at auto
     world_size: int = field(default=1, repr=False)
+    grow_plan_text: Optional[str] = field(default=None, repr=False)
 
     @property
     def data_parallel_size(self) -> int:
@@ -129,6 +133,7 @@ CHOICES = {
     "grow_placement": ["bottom", "top", "stack", "interleave"],
     "grow_init": ["random", "copy", "zero", "copy_zeroL"],
     "grow_optimizer_state": ["inherit", "copy", "reset"],
+    "grow_at": ["auto"],
 }
 
 
@@ -196,7 +201,7 @@ def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = 
             cfg.global_batch_size = cfg.micro_batch_size * max(cfg.data_parallel_size, 1)
         problems = validate(cfg, device, te_available)
         if not problems and growth_requested(cfg):
-            problems = growth_problems(cfg, device, te_available)
+            problems = auto_tau_problems(cfg) or growth_problems(cfg, device, te_available)
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -364,7 +369,34 @@ def _pipeline_problems(cfg: RunConfig) -> list[str]:
 
 
 def growth_requested(cfg: RunConfig) -> bool:
-    return cfg.grow_to_layers is not None or cfg.grow_at_iter is not None or cfg.grow_at_fraction is not None
+    return (cfg.grow_to_layers is not None or cfg.grow_at_iter is not None or cfg.grow_at_fraction is not None
+            or cfg.grow_at is not None)
+
+
+def auto_tau_problems(cfg: RunConfig) -> list[str]:
+    """--grow-at auto: set --grow-at-iter from the pilot pair (tau = T_stable - t_mix)."""
+    if cfg.grow_at != "auto":
+        return ["--grow-pilot-metrics takes effect only with --grow-at auto"] if cfg.grow_pilot_metrics else []
+    from megatron_grow.growth import tau
+
+    if cfg.grow_at_iter is not None or cfg.grow_at_fraction is not None:
+        return ["--grow-at auto chooses tau itself; drop --grow-at-iter / --grow-at-fraction"]
+    files = (cfg.grow_pilot_metrics or "").split(",")
+    if len(files) != 2 or not all(files):
+        return ["--grow-at auto needs --grow-pilot-metrics FIXED.jsonl,GROWN.jsonl (the metrics of a fixed-size "
+                "pilot and of one grown right after warmup; see tools/plan_growth.py)"]
+    if cfg.lr_decay_style != "wsd":
+        return [f"--grow-at auto plans tau = T_stable - t_mix for --lr-decay-style wsd, not {cfg.lr_decay_style}; "
+                "use wsd or give --grow-at-iter"]
+    warmup, stable_end = tau.schedule(cfg.train_iters, cfg.lr_warmup_iters, cfg.lr_warmup_fraction,
+                                      cfg.lr_wsd_decay_iters, cfg.lr_wsd_decay_fraction)
+    try:
+        plan = tau.plan_from_pilot(*files, cfg.train_iters, warmup, stable_end, cfg.grow_mix_tolerance)
+    except tau.PlanError as e:
+        return [f"--grow-at auto (--grow-pilot-metrics): {e}"]
+    cfg.grow_at_iter, cfg.grow_at = plan["tau"], None
+    cfg.grow_plan_text = "--grow-at auto: " + tau.describe(plan).replace("\n", "\n  ")
+    return []
 
 
 def grow_iteration(cfg: RunConfig) -> int | None:

@@ -32,6 +32,7 @@ class State:
     scheduler: object
     iteration: int = 0
     consumed_samples: int = 0
+    ledger: dict = dataclasses.field(default_factory=flops.empty_ledger)  # cumulative compute
 
 
 def build_state(cfg, device: torch.device) -> State:
@@ -106,7 +107,8 @@ def evaluate(cfg, state: State, make_valid_iterator, device) -> float:
 
 
 def common_state(cfg, state: State) -> dict:
-    return {"consumed_samples": state.consumed_samples, "num_layers": cfg.num_layers, "family": cfg.model,
+    return {"consumed_samples": state.consumed_samples, "ledger": dict(state.ledger),
+            "num_layers": cfg.num_layers, "family": cfg.model,
             "config": {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}}
 
 
@@ -116,9 +118,14 @@ def save_checkpoint(cfg, state: State) -> None:
 
 
 def load_checkpoint(cfg, state: State) -> None:
-    common = checkpointing.load(cfg.load, state.model.module, state.optimizer, state.scheduler)
+    restore_progress(state, checkpointing.load(cfg.load, state.model.module, state.optimizer, state.scheduler))
+
+
+def restore_progress(state: State, common: dict) -> None:
+    """Iteration, data position and compute ledger from a checkpoint's common state."""
     state.iteration = common["iteration"]
     state.consumed_samples = common["consumed_samples"]
+    state.ledger = dict(flops.empty_ledger(), **common.get("ledger", {}))
 
 
 def train(cfg, state: State, data, device) -> dict:
@@ -138,9 +145,11 @@ def train(cfg, state: State, data, device) -> dict:
                   f"layout TP{c.tensor_model_parallel_size} PP{c.pipeline_model_parallel_size} "
                   f"DP{c.data_parallel_size} | global batch {c.global_batch_size} x {c.seq_length} tokens | "
                   f"iters {state.iteration}->{c.train_iters}")
-        return c.global_batch_size * c.seq_length, flops.train_flops(c, c.global_batch_size * c.seq_length)
+        return c.global_batch_size * c.seq_length, flops.ledger(c, c.global_batch_size * c.seq_length)
 
     tokens_per_iter, flops_per_iter = describe(cfg)
+    if cfg.grow_plan_text:
+        mon.print(cfg.grow_plan_text)
     train_iter = data.train_iterator(state.consumed_samples)
     summary = {"first_loss": None, "last_loss": None, "val_loss": None, "tokens": 0, "seconds": 0.0, "flops": 0}
     t_start, saved = time.time(), state.iteration
@@ -149,6 +158,7 @@ def train(cfg, state: State, data, device) -> dict:
             cfg, state, event = online.grow(cfg, state, data, device, mon,
                                             lambda c, s: evaluate(c, s, data.valid_iterator, device))
             mon.log(event)
+            flops.add(state.ledger, {}, 0, event["seconds"])
             mon.print(f"iter {event['iter']}: grew {event['from_layers']} -> {event['to_layers']} layers in "
                       f"{event['seconds']:.1f}s, held-out loss {event['loss_before']:.4f} -> {event['loss_after']:.4f}")
             tokens_per_iter, flops_per_iter = describe(cfg)
@@ -159,7 +169,8 @@ def train(cfg, state: State, data, device) -> dict:
         state.consumed_samples += cfg.global_batch_size
         dt = time.time() - t0
         summary["tokens"] += tokens_per_iter
-        summary["flops"] += flops_per_iter
+        summary["flops"] += flops_per_iter["flops"]
+        flops.add(state.ledger, flops_per_iter, tokens_per_iter, dt)
         if not math.isfinite(loss):
             raise FloatingPointError(f"iteration {state.iteration}: loss is {loss}; lower --lr or check the data")
         summary["first_loss"] = summary["first_loss"] if summary["first_loss"] is not None else loss
@@ -169,7 +180,7 @@ def train(cfg, state: State, data, device) -> dict:
             mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
                      "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
                      "num_layers": cfg.num_layers, "tp": tp, "pp": pp, "dp": dp, "tokens": tokens_per_iter,
-                     "flops": flops_per_iter, "step_time_s": dt, "tokens_per_s": tokens_per_iter / dt})
+                     **flops_per_iter, "step_time_s": dt, "tokens_per_s": tokens_per_iter / dt, **state.ledger})
         mon.advance()
         if state.iteration % cfg.eval_interval == 0 or state.iteration == cfg.train_iters:
             val = evaluate(cfg, state, data.valid_iterator, device)

@@ -71,6 +71,17 @@ def assert_close(a: dict, b: dict, rel: float = 1e-5):
         assert abs(a[k] - b[k]) <= rel * abs(b[k]), f"iter {k}: {a[k]!r} vs {b[k]!r} (rel {rel})"
 
 
+def cfg_for(model: str = "llama3", preset: str = "tiny", **over):
+    """A finalized one-process CPU config on mock data; keyword ``name=value`` is the flag
+    ``--name value`` (``True``: the bare flag)."""
+    from megatron_grow import config
+
+    argv = ["--model", model, "--preset", preset, "--mock-data", "--device", "cpu"]
+    for k, v in over.items():
+        argv += ["--" + k.replace("_", "-")] + ([] if v is True else [str(v)])
+    return config.finalize(config.parse_args(argv), 1, "cpu")
+
+
 @pytest.fixture(scope="module")
 def world():
     """This test process as a world of one (gloo), TP1/PP1, for tests that build models in-process."""

@@ -106,6 +106,12 @@ def test_online_growth_equals_offline_expand_and_resume(tmp_path):
                  "--metrics-file", str(offline)])
     after = {k: v for k, v in losses(online).items() if k > 4}
     assert_close(losses(offline), after, rel=1e-5)
+    # the compute ledger runs on through growth, the checkpoint and the tool: 4 shallow + 4 deep iterations
+    its = [r for r in recs if "lm_loss" in r]
+    assert its[-1]["cum_flops"] == sum(r["flops"] for r in its) and its[3]["flops"] < its[4]["flops"]
+    off = [r for r in read_metrics(offline) if "lm_loss" in r][-1]
+    for key in ("cum_flops", "cum_flops_6n", "cum_flops_6n_nonemb", "cum_tokens"):
+        assert off[key] == its[-1][key], key
 
 
 def test_function_preserving_online_growth_into_uneven_pipeline(tmp_path):
@@ -130,6 +136,8 @@ def test_resume_around_tau(tmp_path, stop):
     assert any(r.get("event") == "grow" for r in recs) == (stop < 4)
     ref = {k: v for k, v in losses(full).items() if k > stop}
     assert losses(res) == ref
+    last = lambda path: [r for r in read_metrics(path) if "lm_loss" in r][-1]  # noqa: E731
+    assert last(res)["cum_flops"] == last(full)["cum_flops"] and last(res)["cum_tokens"] == last(full)["cum_tokens"]
 
 
 def test_mismatched_checkpoint_says_how_to_fix(tmp_path, source):

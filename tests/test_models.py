@@ -4,18 +4,10 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import cfg_for
 
-from megatron_grow import config, flops
+from megatron_grow import flops
 from megatron_grow.models import build_model
-
-
-
-
-def cfg_for(model, preset="tiny", **over):
-    argv = ["--model", model, "--preset", preset, "--mock-data", "--device", "cpu"]
-    for k, v in over.items():
-        argv += ["--" + k.replace("_", "-"), str(v)]
-    return config.finalize(config.parse_args(argv), 1, "cpu")
 
 
 @pytest.mark.parametrize("model", ["gpt2", "llama3"])
@@ -39,17 +31,6 @@ def test_paper_parameter_counts():
     # 7B: 0.15B of token embedding + 6M of learned positions; 1 layer adds 0.11B
     assert 0.15 <= count("7b", 0) / 1e3 < 0.17 and 0.26 <= count("7b", 1) / 1e3 <= 0.28
     assert 6.8 < count("7b", 60) / 1e3 < 7.2
-
-
-def test_flops_hand_count():
-    """llama3 tiny, 1 layer, h=128, 4 heads of 32 (2 KV groups), ffn 384, V=1000 (padded 1024), s=128."""
-    cfg = cfg_for("llama3", num_layers=1, vocab_size=1000)
-    qkv = 128 * (4 * 32 + 2 * 2 * 32)
-    proj = 128 * 128
-    mlp = 3 * 128 * 384
-    head = 1024 * 128
-    attn = 4 * 128 * 4 * 32
-    assert flops.train_flops(cfg, 10) == 3 * 10 * (2 * (qkv + proj + mlp + head) + attn)
 
 
 def test_layout_independent_init(world):

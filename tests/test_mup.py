@@ -5,6 +5,7 @@ import math
 import os
 import types
 
+import conftest
 import pytest
 import torch
 from conftest import ROOT
@@ -19,10 +20,7 @@ STD = 0.02
 
 
 def cfg_for(model="llama3", **over):
-    argv = ["--model", model, "--preset", "tiny", "--mock-data", "--device", "cpu", "--vocab-size", "1000"]
-    for k, v in over.items():
-        argv += ["--" + k.replace("_", "-")] + ([] if v is True else [str(v)])
-    return config.finalize(config.parse_args(argv), 1, "cpu")
+    return conftest.cfg_for(model, **{"vocab_size": 1000, **over})
 
 
 def width_cfg(model, hidden, **over):
@@ -167,7 +165,7 @@ def test_growth_keeps_mup_at_the_target_depth(world):
                     grow_to_layers=4, grow_at_iter=10, train_iters=20)
     target = config.grown_config(cfg)
     assert (mup.width_mult(target), mup.depth_mult(target)) == (4.0, 0.5)
-    common = training.common_state(cfg, types.SimpleNamespace(consumed_samples=0))["config"]
+    common = training.common_state(cfg, types.SimpleNamespace(consumed_samples=0, ledger={}))["config"]
     assert (common["mup"], common["mup_base_hidden_size"], common["mup_base_num_layers"]) == (True, 32, 1)
     gpt = build_model(target, 1, 1, torch.device("cpu"))
     proj = dict(gpt.named_parameters())["decoder.layers.3.self_attention.linear_proj.weight"]

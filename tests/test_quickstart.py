@@ -15,7 +15,7 @@ def test_quickstart_runs_on_the_demo_corpus(tmp_path):
     assert [r["iter"] for r in vals] == [6, 12]
     rec = read_metrics(tmp_path / "metrics.jsonl")[0]
     for key in ("iter", "consumed_samples", "lm_loss", "lr", "grad_norm", "num_layers", "tp", "pp", "dp",
-                "tokens", "flops", "step_time_s"):
+                "tokens", "flops", "flops_6n", "flops_6n_nonemb", "cum_flops", "cum_tokens", "step_time_s"):
         assert key in rec, key
     assert (rec["num_layers"], rec["dp"], rec["tokens"]) == (1, 2, 16 * 128)
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))

@@ -110,9 +110,8 @@ def expand(args, common, it, plan):
     platform.init_model_parallel(tp, pp, cfg.seed)
     state = training.build_state(cfg, dev)
     src = checkpointing.iter_dir(args.load, it)
-    load_grown(src, state.model.module, state.optimizer, plan, args.optimizer_state)
+    training.restore_progress(state, load_grown(src, state.model.module, state.optimizer, plan, args.optimizer_state))
     state.scheduler.load_state_dict(common["scheduler"])
-    state.iteration, state.consumed_samples = it, common["consumed_samples"]
     out = checkpointing.save(args.save, it, state.model.module, state.optimizer, state.scheduler,
                              dict(training.common_state(cfg, state),
                                   grown_from={"load": os.path.abspath(args.load), "num_layers": common["num_layers"],

@@ -43,7 +43,6 @@ def grow(cfg, state, data, device, mon, evaluate):
     root, temporary = _workdir(cfg)
     path = checkpointing.save(root, state.iteration, state.model.module, state.optimizer, state.scheduler,
                               training.common_state(cfg, state))
-    iteration, consumed = state.iteration, state.consumed_samples
     # free the source model, its grad buffers and optimizer state before building the target (the
     # caller still holds the State object itself)
     state.model = state.optimizer = state.scheduler = None
@@ -53,12 +52,12 @@ def grow(cfg, state, data, device, mon, evaluate):
     new = training.build_state(target, device)
     common = load_grown(path, new.model.module, new.optimizer, plan, cfg.grow_optimizer_state)
     new.scheduler.load_state_dict(common["scheduler"])
-    new.iteration, new.consumed_samples = iteration, consumed
+    training.restore_progress(new, common)
     dist.barrier()
     if temporary and dist.get_rank() == 0:
         shutil.rmtree(root, ignore_errors=True)
     loss_after = evaluate(target, new)
-    event = {"event": "grow", "iter": iteration, "from_layers": cfg.num_layers, "to_layers": target.num_layers,
+    event = {"event": "grow", "iter": new.iteration, "from_layers": cfg.num_layers, "to_layers": target.num_layers,
              "from_layout": _layout(cfg), "to_layout": _layout(target), "seconds": time.time() - t0,
              "loss_before": loss_before, "loss_after": loss_after}
     return target, new, event
