@@ -1,6 +1,6 @@
 """Progressive (0/1 layer -> L at tau) vs fixed-size L-layer training, measured side by side.
 
-    python benchmarks/progressive_vs_fixed.py                   # CPU default, ~35 min on 2 cores
+    python benchmarks/progressive_vs_fixed.py                   # CPU default, ~40 min on 2 cores
     python benchmarks/progressive_vs_fixed.py --scale gpu-124m  # GPT2-124M shape on one GPU
     python benchmarks/progressive_vs_fixed.py --scale gpu-1b --nproc 8 --data-path DATA --tokenizer-model TOK
     python benchmarks/progressive_vs_fixed.py --dry-run         # the runs and the expected time, nothing run
@@ -41,10 +41,10 @@ from benchmarks.launch import RESULTS, read_metrics, train, write  # noqa: E402
 # for the whole job) for the time estimate printed up front.
 SCALES = {
     "cpu": dict(
-        flags=["--model", "gpt2", "--preset", "tiny", "--hidden-size", "256", "--ffn-hidden-size", "1024",
-               "--num-attention-heads", "8", "--seq-length", "128", "--device", "cpu", "--micro-batch-size", "8",
-               "--global-batch-size", "16", "--lr", "2e-3", "--eval-interval", "40", "--eval-iters", "8"],
-        layers=8, train_iters=400, nproc=2, flops_per_s=150e9, overhead_s=15),
+        flags=["--model", "gpt2", "--preset", "tiny", "--hidden-size", "128", "--ffn-hidden-size", "512",
+               "--num-attention-heads", "4", "--seq-length", "128", "--device", "cpu", "--micro-batch-size", "8",
+               "--global-batch-size", "16", "--lr", "4e-3", "--eval-interval", "50", "--eval-iters", "8"],
+        layers=8, train_iters=800, nproc=2, flops_per_s=68e9, overhead_s=15),
     "gpu-124m": dict(  # GPT2-124M shape (12 layers, h768, 12 heads, seq 1024), bf16 on one GPU
         flags=["--model", "gpt2", "--preset", "124m", "--device", "cuda", "--micro-batch-size", "16",
                "--global-batch-size", "64", "--lr", "2e-3", "--eval-interval", "200", "--eval-iters", "10"],
