@@ -4,7 +4,7 @@
 # then finish under the WSD schedule. The small phase runs pure data parallel; the grown model
 # runs GROW_TP x GROW_PP over the same ranks. Every setting below is an environment variable;
 # extra arguments go to the trainer. Re-running with the same CHECKPOINT_DIR resumes.
-# Family defaults: examples/pretrain_llama3_grow.sh and examples/pretrain_gpt2_grow.sh.
+# Family defaults: examples/pretrain_llama3_grow.sh, pretrain_gpt2_grow.sh, pretrain_deepseekv3_grow.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +14,13 @@ NODE_RANK=${NODE_RANK:-0}
 MASTER_ADDR=${MASTER_ADDR:-localhost}
 MASTER_PORT=${MASTER_PORT:-6000}
 
-MODEL=${MODEL:?set MODEL=llama3 or gpt2 (or use pretrain_llama3_grow.sh / pretrain_gpt2_grow.sh)}
+MODEL=${MODEL:?set MODEL=llama3, gpt2 or deepseek-v3 (or use the pretrain_<family>_grow.sh scripts)}
 PRESET=${PRESET:?set PRESET}
 SOURCE_LAYERS=${SOURCE_LAYERS:-1}
 TARGET_LAYERS=${TARGET_LAYERS:?set TARGET_LAYERS}
 TP=${TP:-1}; PP=${PP:-1}                 # layout of the small phase (pure DP by default)
 GROW_TP=${GROW_TP:-2}; GROW_PP=${GROW_PP:-1}
+EP=${EP:-1}; GROW_EP=${GROW_EP:-$EP}      # expert parallelism (deepseek-v3 only)
 GROW_AT_FRACTION=${GROW_AT_FRACTION:-0.8}
 GROW_PLACEMENT=${GROW_PLACEMENT:-bottom}
 GROW_INIT=${GROW_INIT:-copy}
@@ -46,6 +47,11 @@ GROWTH_ARGS=(--grow-at-fraction "$GROW_AT_FRACTION" --grow-to-layers "$TARGET_LA
              --grow-optimizer-state "$GROW_OPTIMIZER_STATE"
              --grow-tensor-model-parallel-size "$GROW_TP" --grow-pipeline-model-parallel-size "$GROW_PP")
 PARALLEL_ARGS=(--tensor-model-parallel-size "$TP" --pipeline-model-parallel-size "$PP")
+if [ "$MODEL" = deepseek-v3 ]; then
+  PARALLEL_ARGS+=(--expert-model-parallel-size "$EP")
+  GROWTH_ARGS+=(--grow-expert-model-parallel-size "$GROW_EP")
+  MODEL_ARGS+=(--moe-first-dense-layers "${MOE_FIRST_DENSE_LAYERS:-1}")
+fi
 TRAINING_ARGS=(--micro-batch-size "$MICRO_BATCH_SIZE" --global-batch-size "$GLOBAL_BATCH_SIZE"
                --train-iters "$TRAIN_ITERS" --lr "$LR" --min-lr 0 --lr-decay-style wsd
                --lr-warmup-fraction 0.02 --lr-wsd-decay-fraction 0.1 --weight-decay 0.1 --clip-grad 1.0)

@@ -24,6 +24,26 @@ class RunConfig:
     num_attention_heads: Optional[int] = None
     num_query_groups: Optional[int] = None
     kv_channels: Optional[int] = None
+    # deepseek-v3 only (its presets fill them): multi-latent attention ...
+    q_lora_rank: Optional[int] = None  # 0: no query compression (a plain q projection)
+    kv_lora_rank: Optional[int] = None
+    qk_head_dim: Optional[int] = None
+    qk_pos_emb_head_dim: Optional[int] = None
+    v_head_dim: Optional[int] = None
+    # ... and mixture of experts
+    num_experts: Optional[int] = None
+    moe_router_topk: Optional[int] = None
+    moe_ffn_hidden_size: Optional[int] = None
+    moe_shared_expert_intermediate_size: Optional[int] = None  # 0: no shared expert
+    moe_first_dense_layers: Optional[int] = None
+    moe_layer_freq: int = 1  # after the first dense layers, every N-th layer is MoE
+    moe_router_score_function: str = "sigmoid"
+    moe_router_load_balancing_type: str = "seq_aux_loss"
+    moe_aux_loss_coeff: float = 1e-4
+    moe_router_enable_expert_bias: bool = True  # aux-loss-free balancing (DeepSeekV3)
+    moe_router_bias_update_rate: float = 1e-3
+    moe_z_loss_coeff: Optional[float] = None
+    moe_token_dispatcher_type: str = "alltoall"
     seq_length: Optional[int] = None
     max_position_embeddings: Optional[int] = None
     vocab_size: Optional[int] = None
@@ -37,6 +57,7 @@ class RunConfig:
     # parallelism
     tensor_model_parallel_size: int = 1
     pipeline_model_parallel_size: int = 1
+    expert_model_parallel_size: int = 1
     decoder_first_pipeline_num_layers: Optional[int] = None
     decoder_last_pipeline_num_layers: Optional[int] = None
     pipeline_layers: Optional[str] = None  # explicit per-stage layer counts, e.g. "1,3"
@@ -85,6 +106,7 @@ class RunConfig:
     grow_optimizer_state: str = "inherit"
     grow_tensor_model_parallel_size: Optional[int] = None
     grow_pipeline_model_parallel_size: Optional[int] = None
+    grow_expert_model_parallel_size: Optional[int] = None
     grow_pipeline_layers: Optional[str] = None
     # data
     data_path: Optional[str] = None
@@ -134,13 +156,20 @@ CHOICES = {
     "grow_init": ["random", "copy", "zero", "copy_zeroL"],
     "grow_optimizer_state": ["inherit", "copy", "reset"],
     "grow_at": ["auto"],
+    "moe_router_score_function": ["softmax", "sigmoid"],
+    "moe_router_load_balancing_type": ["aux_loss", "seq_aux_loss", "none"],
+    "moe_token_dispatcher_type": ["alltoall", "allgather"],
 }
+
+MLA_FIELDS = ("q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim")
+MOE_FIELDS = ("num_experts", "moe_router_topk", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size",
+              "moe_first_dense_layers")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m megatron_grow.train",
-        description="Train a GPT2 / LLaMA3 model on megatron-core. Flags follow Megatron-LM's names; "
+        description="Train a GPT2 / LLaMA3 / DeepSeekV3-MoE model on megatron-core. Flags follow Megatron-LM's names; "
         "every preset field can be overridden by its flag.",
     )
     for f in dataclasses.fields(RunConfig):
@@ -232,12 +261,13 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
     if cfg.num_attention_heads % cfg.num_query_groups:
         P.append(f"--num-attention-heads {cfg.num_attention_heads} is not divisible by "
                  f"--num-query-groups {cfg.num_query_groups}")
-    if cfg.kv_channels is None and cfg.hidden_size % cfg.num_attention_heads:
+    if cfg.kv_channels is None and cfg.hidden_size % cfg.num_attention_heads and cfg.kv_lora_rank is None:
         P.append(f"--hidden-size {cfg.hidden_size} is not divisible by --num-attention-heads "
                  f"{cfg.num_attention_heads}; change one or set --kv-channels")
     if cfg.ffn_hidden_size % tp:
         P.append(f"--ffn-hidden-size {cfg.ffn_hidden_size} is not divisible by --tensor-model-parallel-size {tp}")
     P += _pipeline_problems(cfg)
+    P += _moe_problems(cfg)
     if cfg.max_position_embeddings < cfg.seq_length:
         P.append(f"--seq-length {cfg.seq_length} exceeds --max-position-embeddings {cfg.max_position_embeddings}")
     if ws % (tp * pp) == 0:
@@ -293,6 +323,46 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
         P.append(f"--lr-warmup-fraction {cfg.lr_warmup_fraction} must be in [0, 1)")
     if not 0 <= cfg.lr_wsd_decay_fraction <= 1:
         P.append(f"--lr-wsd-decay-fraction {cfg.lr_wsd_decay_fraction} must be in [0, 1]")
+    return P
+
+
+def _moe_problems(cfg: RunConfig) -> list[str]:
+    """DeepSeekV3 (MLA + MoE) flags: only on that family, and consistent with the layout."""
+    fam, tp, pp, ep = FAMILIES[cfg.model], cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, \
+        cfg.expert_model_parallel_size
+    if not fam.get("moe"):
+        given = [f for f in MLA_FIELDS + MOE_FIELDS if getattr(cfg, f) is not None]
+        if ep != 1:
+            given.append("expert_model_parallel_size")
+        return [f"--{f.replace('_', '-')} is a deepseek-v3 flag; --model {cfg.model} has no experts or latent "
+                f"attention (use --model deepseek-v3)" for f in given]
+    P = []
+    for f in MLA_FIELDS[1:] + MOE_FIELDS[:3]:
+        if getattr(cfg, f) is None or getattr(cfg, f) < 1:
+            P.append(f"--{f.replace('_', '-')} must be >= 1 (got {getattr(cfg, f)})")
+    if P:
+        return P
+    if ep < 1:
+        return [f"--expert-model-parallel-size must be >= 1 (got {ep})"]
+    if not 1 <= cfg.moe_router_topk <= cfg.num_experts:
+        P.append(f"--moe-router-topk {cfg.moe_router_topk} must lie in 1..--num-experts {cfg.num_experts}")
+    if cfg.num_experts % ep:
+        P.append(f"--num-experts {cfg.num_experts} is not divisible by --expert-model-parallel-size {ep}")
+    if cfg.world_size % (tp * pp * ep):
+        P.append(f"world size {cfg.world_size} is not divisible by --tensor-model-parallel-size {tp} x "
+                 f"--pipeline-model-parallel-size {pp} x --expert-model-parallel-size {ep} (experts are split "
+                 f"over the data-parallel ranks of each TP x PP position); launch a multiple of {tp * pp * ep}")
+    for f in ("moe_ffn_hidden_size", "moe_shared_expert_intermediate_size"):
+        if (getattr(cfg, f) or 0) % tp:
+            P.append(f"--{f.replace('_', '-')} {getattr(cfg, f)} is not divisible by --tensor-model-parallel-size {tp}")
+    if tp > 1 and cfg.seq_length % tp:  # MoE with TP runs sequence parallel
+        P.append(f"--seq-length {cfg.seq_length} is not divisible by --tensor-model-parallel-size {tp} "
+                 f"(MoE with tensor parallelism splits the sequence over TP ranks)")
+    if (cfg.moe_first_dense_layers or 0) < 0 or cfg.moe_layer_freq < 1:
+        P.append("--moe-first-dense-layers must be >= 0 and --moe-layer-freq >= 1")
+    if cfg.moe_router_enable_expert_bias and cfg.moe_router_score_function != "sigmoid":
+        P.append("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid "
+                 "(or --no-moe-router-enable-expert-bias)")
     return P
 
 
@@ -414,6 +484,7 @@ def grown_config(cfg: RunConfig) -> RunConfig:
         cfg, num_layers=cfg.grow_to_layers,
         tensor_model_parallel_size=cfg.grow_tensor_model_parallel_size or cfg.tensor_model_parallel_size,
         pipeline_model_parallel_size=cfg.grow_pipeline_model_parallel_size or cfg.pipeline_model_parallel_size,
+        expert_model_parallel_size=cfg.grow_expert_model_parallel_size or cfg.expert_model_parallel_size,
         decoder_first_pipeline_num_layers=None, decoder_last_pipeline_num_layers=None,
         pipeline_layers=cfg.grow_pipeline_layers,
     )
@@ -433,10 +504,14 @@ def growth_problems(cfg: RunConfig, device: str, te_available: bool = False) -> 
     if not 0 < tau < cfg.train_iters:
         P.append(f"growth at iteration {tau} (--grow-at-iter / --grow-at-fraction) must lie inside "
                  f"1..{cfg.train_iters - 1} (--train-iters {cfg.train_iters})")
-    P += plan_problems(cfg.num_layers, cfg.grow_to_layers, cfg.grow_placement, cfg.grow_init)
+    from megatron_grow.models import growth_kinds
+
+    P += plan_problems(cfg.num_layers, cfg.grow_to_layers, cfg.grow_placement, cfg.grow_init,
+                       kinds=growth_kinds(cfg, cfg.num_layers, cfg.grow_to_layers))
     if not P:
         P += [f"after growth: {p}".replace("--tensor-model-parallel-size", "--grow-tensor-model-parallel-size")
               .replace("--pipeline-model-parallel-size", "--grow-pipeline-model-parallel-size")
+              .replace("--expert-model-parallel-size", "--grow-expert-model-parallel-size")
               .replace("--num-layers", "--grow-to-layers").replace("--pipeline-layers", "--grow-pipeline-layers")
               for p in validate(grown_config(cfg), device, te_available) if "already holds a checkpoint" not in p]
     return P

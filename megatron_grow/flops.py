@@ -11,6 +11,12 @@ Three conventions, each for training (forward + backward = 3 x forward):
 * ``flops_6n_nonemb``: the same with N = non-embedding parameters (Kaplan et al.: no token or
   position embeddings, no untied head).
 
+MoE models (deepseek-v3) count active parameters in the FLOPs and 6N conventions: the router,
+the top-k routed experts and the shared expert of each MoE layer (``param_count(cfg)`` without
+``active`` gives the total, every expert included, as the model summary prints it). Multi-latent
+attention counts its low-rank q / kv projections, and its attention term uses the q/k head size
+(nope + rope dims) for Q K^T and the v head size for the weighted sum.
+
 A run's cumulative ledger (FLOPs in each convention, tokens, training seconds) lives in its State,
 goes into the metrics stream with every logged iteration and into every checkpoint, so resumed
 and grown runs continue it.
@@ -18,7 +24,7 @@ and grown runs continue it.
 
 from __future__ import annotations
 
-from megatron_grow.models import FAMILIES, padded_vocab_size
+from megatron_grow.models import FAMILIES, layer_kinds, padded_vocab_size
 
 CONVENTIONS = ("flops", "flops_6n", "flops_6n_nonemb")
 
@@ -30,26 +36,47 @@ def _dims(cfg):
     return fam, kv, groups
 
 
-def layer_matmul_params(cfg) -> int:
-    """Weights of one transformer layer's matmuls (QKV, output projection, MLP)."""
+def _attention_params(cfg) -> int:
+    fam, kv, groups = _dims(cfg)
+    h, n = cfg.hidden_size, cfg.num_attention_heads
+    if not fam.get("multi_latent_attention"):
+        return h * (n + 2 * groups) * kv + n * kv * h  # QKV, output projection
+    dq = cfg.qk_head_dim + cfg.qk_pos_emb_head_dim
+    q = (h * cfg.q_lora_rank + cfg.q_lora_rank * n * dq) if cfg.q_lora_rank else h * n * dq
+    kv_down = h * (cfg.kv_lora_rank + cfg.qk_pos_emb_head_dim)
+    kv_up = cfg.kv_lora_rank * n * (cfg.qk_head_dim + cfg.v_head_dim)
+    return q + kv_down + kv_up + n * cfg.v_head_dim * h
+
+
+def _mlp_params(cfg, kind: str, active: bool) -> int:
+    per_unit = 3 if FAMILIES[cfg.model]["gated_linear_unit"] else 2  # weights per hidden x ffn unit
+    h = cfg.hidden_size
+    if kind == "dense":
+        return per_unit * h * cfg.ffn_hidden_size
+    experts = cfg.moe_router_topk if active else cfg.num_experts
+    return h * cfg.num_experts + per_unit * h * (experts * cfg.moe_ffn_hidden_size
+                                                 + (cfg.moe_shared_expert_intermediate_size or 0))
+
+
+def layer_matmul_params(cfg, kind: str = "dense", active: bool = True) -> int:
+    """Weights of one transformer layer's matmuls (attention projections, MLP; for an MoE layer
+    the router and the experts, the active ones only when ``active``)."""
+    return _attention_params(cfg) + _mlp_params(cfg, kind, active)
+
+
+def param_count(cfg, embeddings: bool = True, active: bool = False) -> int:
+    """Parameters of the full model (vocab padded as built); embeddings=False leaves out the
+    token/position embeddings and an untied head; active=True counts only each MoE layer's active
+    experts (top-k routed + shared)."""
     fam, kv, groups = _dims(cfg)
     h, f, n = cfg.hidden_size, cfg.ffn_hidden_size, cfg.num_attention_heads
-    qkv = h * (n + 2 * groups) * kv
-    proj = n * kv * h
-    mlp = h * f * (3 if fam["gated_linear_unit"] else 2)
-    return qkv + proj + mlp
-
-
-def param_count(cfg, embeddings: bool = True) -> int:
-    """Total parameters of the full model (vocab padded as built); embeddings=False leaves out the
-    token/position embeddings and an untied head."""
-    fam, kv, groups = _dims(cfg)
-    h, f, n, L = cfg.hidden_size, cfg.ffn_hidden_size, cfg.num_attention_heads, cfg.num_layers
     norm = 2 * h if fam["normalization"] == "LayerNorm" else h
-    per_layer = layer_matmul_params(cfg) + 2 * norm
+    per_layer = 2 * norm
+    if fam.get("multi_latent_attention"):  # q / kv latent norms
+        per_layer += (cfg.q_lora_rank or 0) + cfg.kv_lora_rank
     if fam["add_bias_linear"]:
         per_layer += (n + 2 * groups) * kv + h + f * (2 if fam["gated_linear_unit"] else 1) + h
-    total = L * per_layer + norm
+    total = sum(per_layer + layer_matmul_params(cfg, k, active) for k in layer_kinds(cfg, cfg.num_layers)) + norm
     if embeddings:
         V = padded_vocab_size(cfg.vocab_size)
         total += V * h * (1 if fam["tied_embeddings"] else 2)
@@ -59,10 +86,14 @@ def param_count(cfg, embeddings: bool = True) -> int:
 
 
 def forward_flops_per_token(cfg) -> int:
-    _, kv, _ = _dims(cfg)
+    fam, kv, _ = _dims(cfg)
     head = padded_vocab_size(cfg.vocab_size) * cfg.hidden_size
-    attn = 2 * cfg.seq_length * cfg.num_attention_heads * kv  # causal: half of 4 s n d
-    return 2 * (cfg.num_layers * layer_matmul_params(cfg) + head) + cfg.num_layers * attn
+    # causal: half of 2 s n (d_qk + d_v)
+    dqk, dv = (cfg.qk_head_dim + cfg.qk_pos_emb_head_dim, cfg.v_head_dim) if fam.get("multi_latent_attention") \
+        else (kv, kv)
+    attn = cfg.seq_length * cfg.num_attention_heads * (dqk + dv)
+    weights = sum(layer_matmul_params(cfg, k, active=True) for k in layer_kinds(cfg, cfg.num_layers))
+    return 2 * (weights + head) + cfg.num_layers * attn
 
 
 def train_flops(cfg, tokens: int) -> int:
@@ -72,8 +103,8 @@ def train_flops(cfg, tokens: int) -> int:
 
 def ledger(cfg, tokens: int) -> dict:
     """FLOPs of training ``cfg``'s model on ``tokens`` tokens, in each convention."""
-    return {"flops": train_flops(cfg, tokens), "flops_6n": 6 * param_count(cfg) * tokens,
-            "flops_6n_nonemb": 6 * param_count(cfg, embeddings=False) * tokens}
+    return {"flops": train_flops(cfg, tokens), "flops_6n": 6 * param_count(cfg, active=True) * tokens,
+            "flops_6n_nonemb": 6 * param_count(cfg, embeddings=False, active=True) * tokens}
 
 
 def empty_ledger() -> dict:

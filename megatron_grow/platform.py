@@ -10,9 +10,21 @@ This is the ONLY module that knows megatron-core assumes CUDA. On a CPU-only mac
 * ``Tensor.cuda()`` returns the tensor unchanged and ``torch.cuda.synchronize`` does nothing;
 * ``torch.cuda.Stream/Event/stream/current_stream`` become inert stand-ins (there is one
   stream on CPU, so waiting and recording are genuinely no-ops);
-* megatron's CUDA RNG tracker is replaced by one that forks the CPU generator.
+* megatron's CUDA RNG tracker is replaced by one that forks the CPU generator;
+* ``dist.all_to_all_single`` takes its split sizes as lists: the MoE alltoall token dispatcher
+  passes tensors / numpy arrays, which gloo rejects (the values are unchanged);
+* ``dist.all_gather`` into tensors of unequal first dimensions (the MoE allgather path under
+  sequence parallelism) pads to the largest, gathers, and copies each slice back: gloo needs
+  equal sizes.
 
 Nothing else is patched: the numerics are megatron-core's own, run on CPU tensors.
+
+Independently of the device, ``megatron_without_te()`` fixes the places where megatron-core 0.16
+half-assumes Transformer Engine when it is not installed: multi-latent attention tests
+``isinstance(x, TELinear)`` with TELinear None (its HAVE_TE flag is set False) and builds its
+replicated kv down-projection only from TELinear (bound to our ``DuplicatedLinear``,
+megatron_grow/models/layers.py); the MoE router calls ``te_general_gemm``, a name left unbound
+when TE's import fails (bound to None, which selects megatron's own torch path).
 """
 
 from __future__ import annotations
@@ -62,8 +74,17 @@ class _InertStream:
     def __init__(self, *args, **kwargs):
         pass
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # wait_stream, record, synchronize, ...: nothing to do
         return lambda *a, **k: None
+
+    def record_event(self, *a, **k):
+        return _InertStream()
+
+    def __eq__(self, other):  # there is one stream
+        return isinstance(other, _InertStream)
+
+    def __hash__(self):
+        return 0
 
     def query(self):
         return True
@@ -118,11 +139,52 @@ def activate_cpu_compat() -> None:
     torch.cuda.set_device = lambda *a, **k: None
     _CudaToCpu().__enter__()
 
+    all_to_all_single = dist.all_to_all_single
+
+    def all_to_all_single_lists(output, input, output_split_sizes=None, input_split_sizes=None, **kw):
+        as_list = lambda s: None if s is None else [int(x) for x in s]  # noqa: E731
+        return all_to_all_single(output, input, as_list(output_split_sizes), as_list(input_split_sizes), **kw)
+
+    dist.all_to_all_single = all_to_all_single_lists
+    all_gather = dist.all_gather
+
+    def all_gather_uneven(tensor_list, tensor, group=None, async_op=False):
+        if all(t.shape == tensor.shape for t in tensor_list):
+            return all_gather(tensor_list, tensor, group=group, async_op=async_op)
+        rows = max(t.shape[0] for t in tensor_list)
+        padded = tensor.new_zeros((rows, *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        bufs = [torch.empty_like(padded) for _ in tensor_list]
+        all_gather(bufs, padded, group=group)
+        for out, buf in zip(tensor_list, bufs):
+            out.copy_(buf[: out.shape[0]])
+
+    dist.all_gather = all_gather_uneven
+
     from megatron.core.tensor_parallel import random as mrandom
 
     mrandom._CUDA_RNG_STATE_TRACKER = _cpu_rng_tracker_class()()
     mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
     _CPU_COMPAT_ACTIVE = True
+
+
+def megatron_without_te() -> None:
+    """See the module docstring (idempotent; nothing happens when Transformer Engine imports)."""
+    try:
+        import transformer_engine  # noqa: F401
+
+        return
+    except ImportError:
+        pass
+    from megatron.core.transformer import multi_latent_attention
+    from megatron.core.transformer.moe import moe_utils
+
+    from megatron_grow.models.layers import DuplicatedLinear
+
+    multi_latent_attention.HAVE_TE = False
+    multi_latent_attention.TELinear = DuplicatedLinear
+    if not hasattr(moe_utils, "te_general_gemm"):
+        moe_utils.te_general_gemm = None
 
 
 def init_distributed(device: str, timeout_minutes: int = 10) -> tuple[int, int, torch.device]:
@@ -133,6 +195,7 @@ def init_distributed(device: str, timeout_minutes: int = 10) -> tuple[int, int, 
     """
     if device == "cpu":
         activate_cpu_compat()
+    megatron_without_te()
     if "RANK" not in os.environ:  # plain `python -m ...`: a world of one
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
@@ -158,8 +221,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_model_parallel(tp: int, pp: int, seed: int) -> None:
-    """(Re)create megatron's parallel groups for a TP x PP layout (DP = the rest) and seed RNGs."""
+def init_model_parallel(tp: int, pp: int, seed: int, ep: int = 1) -> None:
+    """(Re)create megatron's parallel groups for a TP x PP layout (DP = the rest; experts split EP
+    ways over the DP ranks, expert TP = TP) and seed RNGs."""
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
@@ -168,6 +232,7 @@ def init_model_parallel(tp: int, pp: int, seed: int) -> None:
     ps.initialize_model_parallel(
         tensor_model_parallel_size=tp,
         pipeline_model_parallel_size=pp,
+        expert_model_parallel_size=ep,
         create_gloo_process_groups=dist.get_backend() != "gloo",
     )
     torch.manual_seed(seed)  # every rank: weights that must match across TP ranks then do

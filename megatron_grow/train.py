@@ -116,7 +116,8 @@ def setup(argv=None):
     _, _, dev = platform.init_distributed(device)
     if cfg.load:
         cfg = checkpoint_config(cfg)
-    platform.init_model_parallel(cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.seed)
+    platform.init_model_parallel(cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.seed,
+                                 cfg.expert_model_parallel_size)
     tokenizer = resolve_data(cfg)
     data = Data(cfg, tokenizer, ps.get_data_parallel_rank(), ps.get_data_parallel_world_size())
     state = training.build_state(cfg, dev)

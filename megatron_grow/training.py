@@ -33,6 +33,7 @@ class State:
     iteration: int = 0
     consumed_samples: int = 0
     ledger: dict = dataclasses.field(default_factory=flops.empty_ledger)  # cumulative compute
+    expert_load: object = None  # MoE models: megatron_grow/models/moe.py ExpertLoad
 
 
 def build_state(cfg, device: torch.device) -> State:
@@ -48,7 +49,13 @@ def build_state(cfg, device: torch.device) -> State:
     model.config.no_sync_func = ddp.no_sync
     model.config.finalize_model_grads_func = finalize_model_grads
     optimizer = Optimizer(ddp.module, cfg)
-    return State(ddp, optimizer, build_scheduler(optimizer, cfg))
+    state = State(ddp, optimizer, build_scheduler(optimizer, cfg))
+    if cfg.num_experts:
+        from megatron_grow.models.moe import ExpertLoad, clear_aux_loss_tracker
+
+        clear_aux_loss_tracker()
+        state.expert_load = ExpertLoad(model, cfg.num_layers, cfg.num_experts, device)
+    return state
 
 
 def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
@@ -93,6 +100,10 @@ def train_step(cfg, state: State, data_iterator, device) -> tuple[float, float]:
     loss = run_microbatches(cfg, state, data_iterator, device, forward_only=False)
     grad_norm = state.optimizer.step()
     state.scheduler.step(increment=1)
+    if state.expert_load is not None:
+        from megatron_grow.models.moe import clear_aux_loss_tracker
+
+        clear_aux_loss_tracker()
     return loss, grad_norm
 
 
@@ -141,7 +152,8 @@ def train(cfg, state: State, data, device) -> dict:
     tau = grow_iteration(cfg)
 
     def describe(c):
-        mon.print(f"model {c.model}/{c.preset}: {c.num_layers} layers, {flops.param_count(c) / 1e6:.2f}M params | "
+        active = f" ({flops.param_count(c, active=True) / 1e6:.2f}M active)" if c.num_experts else ""
+        mon.print(f"model {c.model}/{c.preset}: {c.num_layers} layers, {flops.param_count(c) / 1e6:.2f}M params{active} | "
                   f"layout TP{c.tensor_model_parallel_size} PP{c.pipeline_model_parallel_size} "
                   f"DP{c.data_parallel_size} | global batch {c.global_batch_size} x {c.seq_length} tokens | "
                   f"iters {state.iteration}->{c.train_iters}")
@@ -177,10 +189,11 @@ def train(cfg, state: State, data, device) -> dict:
         summary["last_loss"] = loss
         tp, pp, dp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.data_parallel_size
         if state.iteration % cfg.log_interval == 0 or state.iteration == cfg.train_iters:
+            moe = {"expert_load": state.expert_load.collect()} if state.expert_load is not None else {}
             mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
                      "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
                      "num_layers": cfg.num_layers, "tp": tp, "pp": pp, "dp": dp, "tokens": tokens_per_iter,
-                     **flops_per_iter, "step_time_s": dt, "tokens_per_s": tokens_per_iter / dt, **state.ledger})
+                     **flops_per_iter, "step_time_s": dt, "tokens_per_s": tokens_per_iter / dt, **state.ledger, **moe})
         mon.advance()
         if state.iteration % cfg.eval_interval == 0 or state.iteration == cfg.train_iters:
             val = evaluate(cfg, state, data.valid_iterator, device)

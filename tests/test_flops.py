@@ -25,6 +25,22 @@ def test_hand_count():
     assert led["flops_6n_nonemb"] == 6 * 10 * (qkv + proj + mlp + 2 * 128 + 128)  # + 2 layer norms + final norm
 
 
+def test_hand_count_mla_moe():
+    """deepseek-v3 tiny, 2 layers (dense, then MoE), h=128, 4 heads; MLA q rank 64, kv rank 64, q/k
+    head 32 + 16 RoPE, v head 32; dense ffn 384; 8 experts of 64, top-2, one shared expert of 64."""
+    cfg = cfg_for("deepseek-v3", num_layers=2, vocab_size=1000)
+    attn_w = (128 * 64 + 64 * 4 * 48) + 128 * (64 + 16) + 64 * 4 * (32 + 32) + 4 * 32 * 128  # q, kv down/up, proj
+    dense = 3 * 128 * 384
+    moe_active = 128 * 8 + 3 * 128 * (2 * 64 + 64)  # router, 2 routed experts, the shared expert
+    moe_total = 128 * 8 + 3 * 128 * (8 * 64 + 64)
+    head = 1024 * 128
+    attn = 128 * 4 * (48 + 32)  # causal half of Q K^T (q/k head 48) and A V (v head 32)
+    assert flops.train_flops(cfg, 10) == 3 * 10 * (2 * (2 * attn_w + dense + moe_active + head) + 2 * attn)
+    norms = 2 * (2 * 128 + 64 + 64) + 128  # per layer: 2 RMSNorms + q/kv latent norms; final norm
+    assert flops.param_count(cfg, embeddings=False) == 2 * attn_w + dense + moe_total + norms
+    assert flops.ledger(cfg, 10)["flops_6n_nonemb"] == 6 * 10 * (2 * attn_w + dense + moe_active + norms)
+
+
 def megatron_lm(cfg, batch: int) -> float:
     """Megatron-LM's num_floating_point_operations (megatron/training/training.py, dense GPT with
     GQA, no MoE/MLA/MTP), written out here from its terms: per token 3 (fwd, wgrad, dgrad) x 2 (FMA)

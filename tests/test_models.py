@@ -10,7 +10,7 @@ from megatron_grow import flops
 from megatron_grow.models import build_model
 
 
-@pytest.mark.parametrize("model", ["gpt2", "llama3"])
+@pytest.mark.parametrize("model", ["gpt2", "llama3", "deepseek-v3"])
 @pytest.mark.parametrize("layers", [0, 1, 2])
 def test_param_count_matches_built_model(world, model, layers):
     cfg = cfg_for(model, num_layers=layers, vocab_size=1000)
@@ -31,6 +31,19 @@ def test_paper_parameter_counts():
     # 7B: 0.15B of token embedding + 6M of learned positions; 1 layer adds 0.11B
     assert 0.15 <= count("7b", 0) / 1e3 < 0.17 and 0.26 <= count("7b", 1) / 1e3 <= 0.28
     assert 6.8 < count("7b", 60) / 1e3 < 7.2
+
+
+def test_deepseek_presets_active_and_total_parameters():
+    """small: ~0.2B active non-embedding parameters (1.5B total); 16b-a2.6b (DeepSeek-V2-Lite shape):
+    15.7B total, 2.7B active."""
+    def count(preset, **kw):
+        return flops.param_count(cfg_for("deepseek-v3", preset), **kw) / 1e9
+
+    assert 0.19 < count("small", active=True, embeddings=False) < 0.21 and 1.4 < count("small") < 1.6
+    assert 15.0 < count("16b-a2.6b") < 16.5 and 2.3 < count("16b-a2.6b", active=True) < 2.8
+    # a 0-layer deepseek is embedding + head; an MoE layer's FLOPs count its active experts only
+    tiny = cfg_for("deepseek-v3", num_layers=2)
+    assert flops.layer_matmul_params(tiny, "moe", active=True) < flops.layer_matmul_params(tiny, "moe", active=False)
 
 
 def test_layout_independent_init(world):

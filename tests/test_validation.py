@@ -35,6 +35,16 @@ BASE = ["--mock-data"]
     (["--load", "/nonexistent/ckpt"], 1, "--load /nonexistent/ckpt: directory not found"),
     (["--split", "1,2"], 1, "--split '1,2'"),
     (["--micro-batch-size", "0"], 1, "--micro-batch-size must be >= 1"),
+    (["--num-experts", "8"], 1, "--num-experts is a deepseek-v3 flag; --model llama3 has no experts"),
+    (["--model", "deepseek-v3", "--expert-model-parallel-size", "3"], 3, "--num-experts 8 is not divisible by "
+     "--expert-model-parallel-size 3"),
+    (["--model", "deepseek-v3", "--expert-model-parallel-size", "2", "--tensor-model-parallel-size", "2",
+      "--micro-batch-size", "1"], 2, "world size 2 is not divisible by --tensor-model-parallel-size 2 x "
+     "--pipeline-model-parallel-size 1 x --expert-model-parallel-size 2"),
+    (["--model", "deepseek-v3", "--moe-router-topk", "9"], 1, "--moe-router-topk 9 must lie in 1..--num-experts 8"),
+    (["--model", "deepseek-v3", "--moe-router-score-function", "softmax"], 1, "--moe-router-enable-expert-bias needs"),
+    (["--model", "deepseek-v3", "--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5",
+      "--train-iters", "10"], 1, "--grow-placement bottom moves trained source layer 0 (dense)"),
     (["--num-layers", "4", "--pipeline-model-parallel-size", "2", "--pipeline-layers", "1,2"], 2,
      "--pipeline-layers 1,2 must give 2 stage(s)"),
     (["--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5",

@@ -6,8 +6,8 @@
 
 Checkpoints are keyed per global layer and per tensor shard, so they load into any TP/PP layout:
 the tool runs in one process by default (TP1/PP1); launch it with torchrun at
---target-tensor-model-parallel-size x --target-pipeline-model-parallel-size processes when the
-model does not fit one process. Training resumed from --save continues like online growth would
+--target-tensor-model-parallel-size x --target-pipeline-model-parallel-size (x
+--target-expert-model-parallel-size for MoE models) processes when the model does not fit one process. Training resumed from --save continues like online growth would
 (same iteration, LR schedule, data position). Nothing is written before every check passed, and
 --load is only read.
 """
@@ -32,8 +32,15 @@ def parse(argv=None):
     p.add_argument("--optimizer-state", default="inherit", choices=OPTIMIZER_STATE_MODES)
     p.add_argument("--target-tensor-model-parallel-size", type=int, default=1)
     p.add_argument("--target-pipeline-model-parallel-size", type=int, default=1)
+    p.add_argument("--target-expert-model-parallel-size", type=int, default=1, help="MoE models (deepseek-v3)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     return p.parse_args(argv)
+
+
+def _kinds(common, args):
+    from megatron_grow.models import growth_kinds
+
+    return growth_kinds(dict(common["config"], model=common["family"]), common["num_layers"], args.target_num_layers)
 
 
 def check(args) -> tuple[dict, int]:
@@ -53,7 +60,7 @@ def check(args) -> tuple[dict, int]:
         sys.exit(f"error: --load {args.load}: cannot read {path}/common.pt ({e})")
     P = [p.replace("--grow-to-layers", "--target-num-layers").replace("--grow-placement", "--placement")
           .replace("--grow-init", "--init") for p in problems(common["num_layers"], args.target_num_layers,
-                                                              args.placement, args.init)]
+                                                              args.placement, args.init, kinds=_kinds(common, args))]
     if not args.dry_run:
         if not args.save:
             P.append("--save DIR is required (or pass --dry-run)")
@@ -67,9 +74,15 @@ def check(args) -> tuple[dict, int]:
     if args.target_num_layers % pp:
         P.append(f"--target-num-layers {args.target_num_layers} does not split evenly over "
                  f"--target-pipeline-model-parallel-size {pp}")
+    ep = args.target_expert_model_parallel_size
+    if ep != 1 and not cfg.get("num_experts"):
+        P.append(f"--target-expert-model-parallel-size {ep}: the source is a {common['family']} model without experts")
+    elif cfg.get("num_experts") and cfg["num_experts"] % ep:
+        P.append(f"--target-expert-model-parallel-size {ep} does not divide num_experts {cfg['num_experts']}")
     world = int(os.environ.get("WORLD_SIZE", 1))
-    if world != 1 and world % (tp * pp):
-        P.append(f"{world} processes cannot run the target layout TP{tp} x PP{pp}; launch 1 or a multiple of {tp * pp}")
+    if world != 1 and world % (tp * pp * ep):
+        P.append(f"{world} processes cannot run the target layout TP{tp} x PP{pp} x EP{ep}; launch 1 or a multiple "
+                 f"of {tp * pp * ep}")
     if P:
         sys.exit("error: cannot expand the checkpoint:\n  - " + "\n  - ".join(P))
     return common, it
@@ -83,7 +96,7 @@ def main(argv=None):
     common, it = check(args)
     from megatron_grow.growth.plan import format_plan, make_plan
 
-    plan = make_plan(common["num_layers"], args.target_num_layers, args.placement, args.init)
+    plan = make_plan(common["num_layers"], args.target_num_layers, args.placement, args.init, _kinds(common, args))
     if args.dry_run:
         print(f"source: {args.load} iteration {it}, {common['num_layers']}-layer {common['family']}, layout {common['layout']}")
         print(format_plan(plan, common["num_layers"], args.placement, args.init))
@@ -99,15 +112,18 @@ def expand(args, common, it, plan):
     from megatron_grow.growth.reshard import load_grown
 
     world = int(os.environ.get("WORLD_SIZE", 1))
-    tp, pp = (1, 1) if world == 1 else (args.target_tensor_model_parallel_size, args.target_pipeline_model_parallel_size)
+    tp, pp, ep = (1, 1, 1) if world == 1 else (args.target_tensor_model_parallel_size,
+                                               args.target_pipeline_model_parallel_size,
+                                               args.target_expert_model_parallel_size)
     fields = {f.name for f in config.dataclasses.fields(config.RunConfig) if f.repr}
     cfg = config.RunConfig(**{k: v for k, v in common["config"].items() if k in fields})
     cfg.num_layers, cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size = args.target_num_layers, tp, pp
+    cfg.expert_model_parallel_size = ep
     cfg.decoder_first_pipeline_num_layers = cfg.decoder_last_pipeline_num_layers = None
     cfg.world_size = world
     device = platform.resolve_device(cfg.device)
     _, _, dev = platform.init_distributed(device)
-    platform.init_model_parallel(tp, pp, cfg.seed)
+    platform.init_model_parallel(tp, pp, cfg.seed, ep)
     state = training.build_state(cfg, dev)
     src = checkpointing.iter_dir(args.load, it)
     training.restore_progress(state, load_grown(src, state.model.module, state.optimizer, plan, args.optimizer_state))

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from megatron_grow import checkpointing, config, platform
 from megatron_grow.growth.plan import format_plan, make_plan
 from megatron_grow.growth.reshard import load_grown
+from megatron_grow.models import growth_kinds
 
 
 def _workdir(cfg) -> tuple[str, bool]:
@@ -38,7 +39,8 @@ def grow(cfg, state, data, device, mon, evaluate):
     t0 = time.time()
     loss_before = evaluate(cfg, state)
     target = config.grown_config(cfg)
-    plan = make_plan(cfg.num_layers, target.num_layers, cfg.grow_placement, cfg.grow_init)
+    plan = make_plan(cfg.num_layers, target.num_layers, cfg.grow_placement, cfg.grow_init,
+                     growth_kinds(cfg, cfg.num_layers, target.num_layers))
     mon.print(format_plan(plan, cfg.num_layers, cfg.grow_placement, cfg.grow_init))
     root, temporary = _workdir(cfg)
     path = checkpointing.save(root, state.iteration, state.model.module, state.optimizer, state.scheduler,
@@ -47,7 +49,8 @@ def grow(cfg, state, data, device, mon, evaluate):
     # caller still holds the State object itself)
     state.model = state.optimizer = state.scheduler = None
     gc.collect()
-    platform.init_model_parallel(target.tensor_model_parallel_size, target.pipeline_model_parallel_size, cfg.seed)
+    platform.init_model_parallel(target.tensor_model_parallel_size, target.pipeline_model_parallel_size, cfg.seed,
+                                 target.expert_model_parallel_size)
     data.relayout()
     new = training.build_state(target, device)
     common = load_grown(path, new.model.module, new.optimizer, plan, cfg.grow_optimizer_state)
@@ -64,4 +67,5 @@ def grow(cfg, state, data, device, mon, evaluate):
 
 
 def _layout(cfg) -> dict:
-    return {"tp": cfg.tensor_model_parallel_size, "pp": cfg.pipeline_model_parallel_size, "dp": cfg.data_parallel_size}
+    out = {"tp": cfg.tensor_model_parallel_size, "pp": cfg.pipeline_model_parallel_size, "dp": cfg.data_parallel_size}
+    return {**out, "ep": cfg.expert_model_parallel_size} if cfg.num_experts else out

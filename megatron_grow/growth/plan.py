@@ -14,10 +14,18 @@ Initialisation of the new (non-trained) layers:
               linear_fc2) zeroed, so each new layer is the identity at growth
   copy_zeroL  copy, with the same output projections zeroed: the grown model computes exactly the
               source model's function
+
+MoE models (deepseek-v3): each layer's kind (dense or MoE) follows its target position (the first
+--moe-first-dense-layers are dense). A trained layer must keep its kind (else the plan is refused
+and says which placement would work); a new layer copied from a source layer of the other kind
+takes that layer's attention and norms, and its MLP keeps its fresh (random) init, with the output
+projections zeroed under zero / copy_zeroL. MoE output projections are every expert's and the
+shared expert's fc2; copy takes every expert, the router and its expert bias.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 PLACEMENTS = ("bottom", "top", "stack", "interleave")
@@ -30,16 +38,23 @@ class TargetLayer:
     source: int | None  # the source layer whose weights it takes; None: freshly initialised
     trained: bool  # True: it IS that source layer (moved, not copied)
     zero_output: bool  # residual-branch output projections zeroed
+    kind: str = "dense"  # "dense" or "moe" (MoE models: by target position)
+    mlp_from_source: bool = True  # False: the source is of the other kind; the MLP stays freshly initialised
 
     def describe(self) -> str:
+        kind = f" [{self.kind}]" if self.kind == "moe" or not self.mlp_from_source else ""
         if self.trained:
-            return f"layer {self.index:3d} <- source layer {self.source} (trained, moved)"
+            return f"layer {self.index:3d}{kind} <- source layer {self.source} (trained, moved)"
         what = f"copy of source layer {self.source}" if self.source is not None else "new, random init"
-        return f"layer {self.index:3d} <- {what}" + (", output projections zeroed" if self.zero_output else "")
+        if self.source is not None and not self.mlp_from_source:
+            what += " (attention and norms; the MLP is of the other kind: new, random init)"
+        return f"layer {self.index:3d}{kind} <- {what}" + (", output projections zeroed" if self.zero_output else "")
 
 
-def problems(source_layers: int, target_layers: int, placement: str, init: str, flag: str = "--grow") -> list[str]:
-    """Every reason the growth (source -> target, placement, init) cannot be planned."""
+def problems(source_layers: int, target_layers: int, placement: str, init: str, flag: str = "--grow",
+             kinds: tuple[list[str], list[str]] | None = None) -> list[str]:
+    """Every reason the growth (source -> target, placement, init) cannot be planned. ``kinds``:
+    (source, target) layer kinds of an MoE model, "dense" or "moe" per layer."""
     P = []
     if target_layers <= source_layers:
         P.append(f"{flag}-to-layers {target_layers} must exceed the source model's {source_layers} layers")
@@ -51,13 +66,31 @@ def problems(source_layers: int, target_layers: int, placement: str, init: str, 
         P.append(f"{flag}-init {init}: a 0-layer model has no block to copy; use random or zero")
     if source_layers == 0 and placement in ("stack", "interleave"):
         P.append(f"{flag}-placement {placement}: a 0-layer model has no block to repeat; use bottom or top")
+    if not P and kinds:
+        moved = [t for t in _layers(source_layers, target_layers, placement, init) if t.trained]
+        for t in moved:
+            if kinds[0][t.source] != kinds[1][t.index]:
+                P.append(f"{flag}-placement {placement} moves trained source layer {t.source} ({kinds[0][t.source]}) "
+                         f"to target layer {t.index}, which is {kinds[1][t.index]} (the first --moe-first-dense-layers "
+                         f"layers are dense); choose a placement that keeps each trained layer's kind "
+                         f"(e.g. top) or change --moe-first-dense-layers")
     return P
 
 
-def make_plan(source_layers: int, target_layers: int, placement: str = "bottom", init: str = "random") -> list[TargetLayer]:
-    found = problems(source_layers, target_layers, placement, init)
+def make_plan(source_layers: int, target_layers: int, placement: str = "bottom", init: str = "random",
+              kinds: tuple[list[str], list[str]] | None = None) -> list[TargetLayer]:
+    found = problems(source_layers, target_layers, placement, init, kinds=kinds)
     if found:
         raise ValueError("; ".join(found))
+    plan = _layers(source_layers, target_layers, placement, init)
+    if kinds:
+        plan = [dataclasses.replace(t, kind=kinds[1][t.index],
+                                    mlp_from_source=t.source is None or kinds[0][t.source] == kinds[1][t.index])
+                for t in plan]
+    return plan
+
+
+def _layers(source_layers: int, target_layers: int, placement: str, init: str) -> list[TargetLayer]:
     L0, L1 = source_layers, target_layers
     if placement == "bottom":
         assigned = {L1 - L0 + j: j for j in range(L0)}

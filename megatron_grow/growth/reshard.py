@@ -23,10 +23,10 @@ from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTenso
 
 from megatron_grow import checkpointing
 from megatron_grow.growth.plan import TargetLayer
+from megatron_grow.models.init import OUTPUT_PROJECTIONS
 
 OPTIMIZER_STATE_MODES = ("inherit", "copy", "reset")
 _LAYER_KEY = re.compile(r"^(.*decoder\.layers\.)(\d+)(\..*)$")
-OUTPUT_PROJECTIONS = ("self_attention.linear_proj.", "mlp.linear_fc2.")
 
 
 def _source_key(key: str, plan: list[TargetLayer], take) -> str | None:
@@ -35,6 +35,8 @@ def _source_key(key: str, plan: list[TargetLayer], take) -> str | None:
     if not m:
         return key
     t = plan[int(m.group(2))]
+    if not t.mlp_from_source and m.group(3).startswith(".mlp."):  # dense <-> MoE: the MLP stays new
+        return None
     return f"{m.group(1)}{t.source}{m.group(3)}" if take(t) else None
 
 
@@ -77,7 +79,7 @@ def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_s
     common = checkpointing.read_common(path)
     weights = lambda t: True  # noqa: E731  every planned source is loaded into the weights
     moments = {"inherit": lambda t: t.trained, "copy": lambda t: True, "reset": lambda t: False}[optimizer_state]
-    params = dict(model.named_parameters())
+    params = {**dict(model.named_parameters()), **dict(model.named_buffers())}  # (MoE router expert bias)
     masters = [m for g in optimizer.optimizer.param_groups for m in g["params"]]  # state-dict id order
     for take, kind in ((weights, "model"), (moments, "optimizer")):
         if kind == "optimizer" and optimizer_state == "reset":
@@ -112,5 +114,5 @@ def _zero_output_projections(model, plan: list[TargetLayer]) -> None:
     for layer in model.decoder.layers:
         if plan[layer.layer_number - 1].zero_output:
             for name, p in layer.named_parameters():
-                if name.startswith(OUTPUT_PROJECTIONS):
+                if (name.rsplit(".", 1)[0] + ".weight").endswith(OUTPUT_PROJECTIONS):  # weight and bias
                     p.zero_()

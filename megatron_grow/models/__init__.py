@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import torch
 
+from megatron_grow.models.deepseek_v3 import DEEPSEEK_V3, moe_layer_pattern
 from megatron_grow.models.gpt2 import GPT2
 from megatron_grow.models.llama3 import LLAMA3
 
-FAMILIES = {"gpt2": GPT2, "llama3": LLAMA3}
-
+FAMILIES = {"gpt2": GPT2, "llama3": LLAMA3, "deepseek-v3": DEEPSEEK_V3}
 
 
 def preset(family: str, name: str) -> dict:
     return dict(FAMILIES[family]["presets"][name])
+
+
+def layer_kinds(cfg, num_layers: int) -> list[str]:
+    """"dense" or "moe" for each of ``num_layers`` layers of ``cfg``'s family (a RunConfig or its dict)."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
+    if not FAMILIES[get("model")].get("moe"):
+        return ["dense"] * num_layers
+    pattern = moe_layer_pattern(num_layers, get("moe_first_dense_layers") or 0, get("moe_layer_freq") or 1)
+    return ["moe" if x else "dense" for x in pattern]
+
+
+def growth_kinds(cfg, source_layers: int, target_layers: int):
+    """(source, target) layer kinds for a growth plan of an MoE family; None for dense families."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
+    if not FAMILIES[get("model")].get("moe"):
+        return None
+    return layer_kinds(cfg, source_layers), layer_kinds(cfg, target_layers)
 
 
 def padded_vocab_size(vocab_size: int, divisible_by: int = 128) -> int:
@@ -26,7 +43,7 @@ def padded_vocab_size(vocab_size: int, divisible_by: int = 128) -> int:
 
 def transformer_config(cfg, tp: int, pp: int, device: str):
     """megatron-core TransformerConfig for a RunConfig ``cfg`` at a (tp, pp) layout."""
-    from megatron.core.transformer.transformer_config import TransformerConfig
+    from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
 
     fam = FAMILIES[cfg.model]
     bf16 = cfg.bf16
@@ -69,18 +86,45 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
         kw["pipeline_model_parallel_layout"] = (
             [["embedding"] + ["decoder"] * stages[0]] + [["decoder"] * n for n in stages[1:-1]]
             + [["decoder"] * stages[-1] + ["loss"]])
+    if fam.get("moe"):
+        kw.update(_mla_moe_kwargs(cfg, tp))
     if cfg.num_layers == 0:  # megatron's default scales by 1/sqrt(2 L); init.py applies our rule
         from megatron.core.utils import init_method_normal
 
         kw["output_layer_init_method"] = init_method_normal(cfg.init_method_std)
-    return TransformerConfig(**kw)
+    return (MLATransformerConfig if fam.get("multi_latent_attention") else TransformerConfig)(**kw)
 
 
-def layer_spec(cfg):
+def _mla_moe_kwargs(cfg, tp: int) -> dict:
+    """MLATransformerConfig / MoE fields of a deepseek-v3 RunConfig."""
+    return dict(
+        multi_latent_attention=True, q_lora_rank=cfg.q_lora_rank or None, kv_lora_rank=cfg.kv_lora_rank,
+        qk_head_dim=cfg.qk_head_dim, qk_pos_emb_head_dim=cfg.qk_pos_emb_head_dim, v_head_dim=cfg.v_head_dim,
+        qk_layernorm=True, rope_type="rope", rotary_base=FAMILIES[cfg.model]["rotary_base"],
+        num_query_groups=cfg.num_attention_heads, kv_channels=None,
+        num_moe_experts=cfg.num_experts, moe_router_topk=cfg.moe_router_topk,
+        moe_ffn_hidden_size=cfg.moe_ffn_hidden_size,
+        moe_shared_expert_intermediate_size=cfg.moe_shared_expert_intermediate_size or None,
+        moe_layer_freq=moe_layer_pattern(cfg.num_layers, cfg.moe_first_dense_layers or 0, cfg.moe_layer_freq),
+        moe_router_score_function=cfg.moe_router_score_function,
+        moe_router_load_balancing_type=cfg.moe_router_load_balancing_type,
+        moe_aux_loss_coeff=cfg.moe_aux_loss_coeff if cfg.moe_router_load_balancing_type != "none" else 0.0,
+        moe_router_enable_expert_bias=cfg.moe_router_enable_expert_bias,
+        moe_router_bias_update_rate=cfg.moe_router_bias_update_rate,
+        moe_z_loss_coeff=cfg.moe_z_loss_coeff, moe_token_dispatcher_type=cfg.moe_token_dispatcher_type,
+        moe_router_dtype="fp32", moe_grouped_gemm=False,
+        expert_model_parallel_size=cfg.expert_model_parallel_size, expert_tensor_parallel_size=tp,
+        sequence_parallel=tp > 1,  # megatron-core requires it for MoE with TP
+    )
+
+
+def layer_spec(cfg, config):
     """Layer spec: megatron's local modules with our SDPA core attention, or Transformer Engine."""
     from megatron.core.models.gpt import gpt_layer_specs as specs
 
     norm = FAMILIES[cfg.model]["normalization"]
+    if FAMILIES[cfg.model].get("moe"):
+        return _moe_block_spec(cfg, config, norm)
     if cfg.transformer_impl == "transformer_engine":
         return specs.get_gpt_layer_with_transformer_engine_spec(normalization=norm)
     from megatron_grow.models.attention import SDPAttention
@@ -88,6 +132,34 @@ def layer_spec(cfg):
     spec = specs.get_gpt_layer_local_spec(normalization=norm)
     spec.submodules.self_attention.submodules.core_attention = SDPAttention
     return spec
+
+
+def _moe_block_spec(cfg, config, norm):
+    """Per-layer specs (dense or MoE by the layer pattern, MLA attention) for this pipeline stage."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
+
+    from megatron.core.transformer import multi_latent_attention
+    from megatron.core.transformer.identity_op import IdentityOp
+
+    from megatron_grow.models.attention import SDPAttention
+    from megatron_grow.models.layers import SequenceParallelNorm
+
+    te = cfg.transformer_impl == "transformer_engine"
+    block = get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization=norm)
+    if te:
+        return block
+    # local spec: megatron's core attention rejects MLA's q/k vs v head sizes, its norm sequence
+    # parallelism (which MoE with TP needs), its column-parallel kv down-projection loses grads at
+    # TP > 1 (megatron_grow/models/layers.py): a replicated one (TE's when installed, else ours)
+    block.layer_norm = SequenceParallelNorm
+    for spec in block.layer_specs:
+        sub, attn = spec.submodules, spec.submodules.self_attention.submodules
+        attn.core_attention = SDPAttention
+        attn.linear_kv_down_proj = multi_latent_attention.TELinear
+        sub.input_layernorm = sub.pre_mlp_layernorm = SequenceParallelNorm
+        attn.q_layernorm = SequenceParallelNorm if attn.q_layernorm is not IdentityOp else IdentityOp
+        attn.kv_layernorm = SequenceParallelNorm if attn.kv_layernorm is not IdentityOp else IdentityOp
+    return block
 
 
 def build_model(cfg, tp: int, pp: int, device: torch.device):
@@ -105,7 +177,7 @@ def build_model(cfg, tp: int, pp: int, device: torch.device):
     config = transformer_config(cfg, tp, pp, device.type)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(cfg),
+        transformer_layer_spec=layer_spec(cfg, config),
         vocab_size=padded_vocab_size(cfg.vocab_size),
         max_sequence_length=cfg.max_position_embeddings or cfg.seq_length,
         pre_process=ps.is_pipeline_first_stage(),

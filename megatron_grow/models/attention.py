@@ -31,6 +31,8 @@ class SDPAttention(MegatronModule):
         softmax_scale: Optional[float] = None,
         cp_comm_type: Optional[str] = None,
         pg_collection=None,
+        k_channels: Optional[int] = None,  # query/key head size (MLA: nope + rope dims)
+        v_channels: Optional[int] = None,  # value head size (MLA's v_head_dim)
     ):
         super().__init__(config=config)
         if config.context_parallel_size != 1:
@@ -40,7 +42,7 @@ class SDPAttention(MegatronModule):
         self.groups = config.num_query_groups // tp
         self.attn_mask_type = attn_mask_type
         self.dropout = config.attention_dropout if attention_dropout is None else attention_dropout
-        self.softmax_scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(config.kv_channels)
+        self.softmax_scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(k_channels or config.kv_channels)
 
     def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None,
                 packed_seq_params=None):

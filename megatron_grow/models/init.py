@@ -21,19 +21,34 @@ import torch
 from megatron.core import parallel_state as ps
 
 _LAYER = re.compile(r"^(.*decoder\.layers\.)(\d+)(\..*)$")
-OUTPUT_PROJECTIONS = ("self_attention.linear_proj.weight", "mlp.linear_fc2.weight")
+_EXPERT = re.compile(r"^(.*\.local_experts\.)(\d+)(\..*)$")
+# residual-branch output projections: attention's, the dense MLP's, every expert's and the shared
+# expert's fc2 (names end with one of these)
+OUTPUT_PROJECTIONS = ("self_attention.linear_proj.weight", "linear_fc2.weight")
+
+
+def is_expert(name: str) -> bool:
+    """A routed expert's parameter (split over the expert-parallel group, not the DP group)."""
+    return ".local_experts." in name
 
 
 def global_names(model) -> dict[str, str]:
-    """Local parameter name -> global name (pipeline-local layer index -> global layer index).
+    """Local parameter name -> global name (pipeline-local layer index -> global layer index,
+    expert-parallel-local expert index -> global expert index).
 
     A tied output layer on the last stage maps to the embedding's name, so both copies agree."""
     offsets = {i: layer.layer_number - 1 for i, layer in enumerate(model.decoder.layers)}
+    experts = getattr(model.config, "num_moe_experts", None) or 0
+    first_expert = ps.get_expert_model_parallel_rank() * (experts // ps.get_expert_model_parallel_world_size()) \
+        if experts else 0
     tied = model.share_embeddings_and_output_weights
     out = {}
     for name, _ in model.named_parameters():
         m = _LAYER.match(name)
         g = f"{m.group(1)}{offsets[int(m.group(2))]}{m.group(3)}" if m else name
+        e = _EXPERT.match(g)
+        if e:
+            g = f"{e.group(1)}{first_expert + int(e.group(2))}{e.group(3)}"
         if tied and g == "output_layer.weight":
             g = "embedding.word_embeddings.weight"
         out[name] = g
@@ -52,7 +67,7 @@ def local_shard(full: torch.Tensor, param, name: str, tp: int, tp_rank: int, gat
     if not getattr(param, "tensor_model_parallel", False) or tp == 1:
         return full
     dim = param.partition_dim
-    if gated and "mlp.linear_fc1" in name:  # local fc1 is [gate shard; up shard]
+    if gated and "linear_fc1" in name:  # local (dense, expert, shared) fc1 is [gate shard; up shard]
         halves = full.chunk(2, dim=dim)
         return torch.cat([h.chunk(tp, dim=dim)[tp_rank] for h in halves], dim=dim)
     return full.chunk(tp, dim=dim)[tp_rank]
@@ -85,10 +100,18 @@ def full_init(name: str, shape, seed: int, std: float, num_layers: int, device, 
 
 @torch.no_grad()
 def init_weights(model, seed: int, std: float, num_layers: int, width_mult: float = 1.0) -> None:
-    tp, tp_rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
     gated = model.config.gated_linear_unit
     names = global_names(model)
     for name, p in model.named_parameters():
+        tp, tp_rank = tp_size_rank(name)
         full = full_init(names[name], full_shape(p, name, tp), seed, std, num_layers, p.device, p.dtype,
                          width_mult)
         p.copy_(local_shard(full, p, name, tp, tp_rank, gated))
+
+
+def tp_size_rank(name: str) -> tuple[int, int]:
+    """(size, rank) of the tensor-parallel group that shards parameter ``name``: the expert-TP
+    group for routed experts, the TP group for everything else."""
+    if is_expert(name):
+        return ps.get_expert_tensor_parallel_world_size(), ps.get_expert_tensor_parallel_rank()
+    return ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()

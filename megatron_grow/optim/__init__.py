@@ -29,13 +29,15 @@ class Optimizer:
 
     def __init__(self, model, cfg):
         from megatron_grow import mup
-        from megatron_grow.models.init import global_names
+        from megatron_grow.models.init import global_names, is_expert
 
         self.model = model
         self.clip_grad = cfg.clip_grad
         names = global_names(model)
         named = [(names[n], p) for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
+        self.expert = [is_expert(n) for n, _ in named]  # routed experts: split over EP, not replicated
+        self.has_experts = bool(getattr(cfg, "num_experts", None))  # (a stage may hold none of them)
         # bf16 models keep fp32 master copies; fp32 models step their own parameters.
         self.masters = [p.detach().float().clone() if p.dtype != torch.float32 else p for p in self.params]
         # one group per (weight-decay, LR) multiplier pair; the scheduler drives each group's LR
@@ -62,13 +64,16 @@ class Optimizer:
         return self.optimizer.param_groups
 
     def grad_norm(self) -> float:
-        """Global L2 norm of the gradients (each shard counted once across TP/PP/DP)."""
-        sq = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
-        for p in self.params:
+        """Global L2 norm of the gradients (each shard counted once across TP/PP/DP; routed experts
+        summed over their expert-parallel x expert-TP x PP group)."""
+        sq = torch.zeros(2, dtype=torch.float32, device=self.params[0].device)  # [dense, experts]
+        for p, expert in zip(self.params, self.expert):
             if p.main_grad is not None and param_is_not_shared(p) and param_is_not_tensor_parallel_duplicate(p):
-                sq += p.main_grad.float().pow(2).sum()
-        torch.distributed.all_reduce(sq, group=ps.get_model_parallel_group())
-        return sq.sqrt().item()
+                sq[int(expert)] += p.main_grad.float().pow(2).sum()
+        torch.distributed.all_reduce(sq[0:1], group=ps.get_model_parallel_group())
+        if self.has_experts:  # collective over all stages, whether or not this one has experts
+            torch.distributed.all_reduce(sq[1:2], group=ps.get_expert_tensor_model_pipeline_parallel_group())
+        return sq.sum().sqrt().item()
 
     @torch.no_grad()
     def step(self) -> float:
@@ -141,6 +146,7 @@ class Optimizer:
 def _muon(cfg, groups, named, masters) -> MuonNSGD:
     """Muon-NSGD over the masters: Muon for 2-D weights inside decoder layers, NSGD for the rest."""
     from megatron_grow.config import ns_coefficients
+    from megatron_grow.models.init import is_expert
 
     tp = ps.get_tensor_model_parallel_world_size()
     heads, ng = cfg.num_attention_heads, cfg.num_query_groups or cfg.num_attention_heads
@@ -149,18 +155,21 @@ def _muon(cfg, groups, named, masters) -> MuonNSGD:
     for (n, p), m in zip(named, masters):
         sharded = getattr(p, "tensor_model_parallel", False) and tp > 1
         info[id(m)] = ParamInfo(
-            muon=p.ndim == 2 and n.startswith("decoder.layers."),
+            # hidden matrices (each routed expert's own); the MoE router is NSGD like the head
+            muon=p.ndim == 2 and n.startswith("decoder.layers.") and not n.endswith("mlp.router.weight"),
+            expert=is_expert(n),
             tp_dim=p.partition_dim if sharded else None,
             qkv=(ng // tp, heads // ng, head_dim) if n.endswith("self_attention.linear_qkv.weight") else None,
         )
-    dp = ps.get_data_parallel_world_size()
+    dp, edp = ps.get_data_parallel_world_size(), ps.get_expert_data_parallel_world_size()
     spread = cfg.muon_dp_spread == "on" or (cfg.muon_dp_spread == "auto" and dp > 1)
     return MuonNSGD(
         groups, info, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
         nesterov=cfg.muon_nesterov, ns_steps=cfg.muon_ns_steps, coefficients=ns_coefficients(cfg),
         scale_mode=cfg.muon_scale_mode, split_qkv=cfg.muon_split_qkv, tp_mode=cfg.muon_tp_mode,
         tp_group=ps.get_tensor_model_parallel_group() if tp > 1 else None,
-        dp_group=ps.get_data_parallel_group() if spread and dp > 1 else None, ns_backend=cfg.ns_backend,
+        dp_group=ps.get_data_parallel_group() if spread and dp > 1 else None,
+        expert_dp_group=ps.get_expert_data_parallel_group() if spread and edp > 1 else None, ns_backend=cfg.ns_backend,
     )
 
 

@@ -19,7 +19,9 @@ alone (approximate, no communication). The first two equal the TP1 update up to 
 ``split_qkv`` orthogonalises the fused QKV weight as separate Q, K, V matrices (``qkv``) or per
 GQA group (``group``: each group's Q, K and V, all local to one TP rank).
 With data parallelism (``dp_spread``) each matrix's Newton-Schulz runs on one DP rank only and the
-updates are summed over the DP group, instead of every rank repeating all of them.
+updates are summed over the DP group, instead of every rank repeating all of them. Routed experts
+(MoE) are orthogonalised each on its own; they differ across expert-parallel ranks, so their work
+is spread over the expert-data-parallel group instead (expert TP uses the TP ranks).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ParamInfo:
     muon: bool  # a 2-D hidden matrix (else normalised SGD)
     tp_dim: int | None = None  # dimension sharded over the TP group (None: replicated)
     qkv: tuple[int, int, int] | None = None  # (local query groups, heads per group, head dim)
+    expert: bool = False  # a routed expert's matrix: differs across expert-parallel ranks
 
 
 def _split(W: torch.Tensor, qkv, mode: str) -> list[torch.Tensor]:
@@ -64,7 +67,7 @@ class MuonNSGD(torch.optim.Optimizer):
     def __init__(self, params, info: dict[int, ParamInfo], lr: float = 1e-2, weight_decay: float = 0.01,
                  momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5, coefficients=QUINTIC,
                  scale_mode: str = "match_adamw", split_qkv: str = "off", tp_mode: str = "duplicated",
-                 tp_group=None, dp_group=None, ns_backend: str = "auto"):
+                 tp_group=None, dp_group=None, expert_dp_group=None, ns_backend: str = "auto"):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
         self.info = info  # id(param) -> ParamInfo
         self.momentum, self.nesterov = momentum, nesterov
@@ -72,7 +75,7 @@ class MuonNSGD(torch.optim.Optimizer):
         device = next((p.device for g in self.param_groups for p in g["params"]), torch.device("cpu"))
         self.ns_backend = prepare(ns_backend, device)  # (the sharded "distributed" mode is torch ops)
         self.scale_mode, self.split_qkv, self.tp_mode = scale_mode, split_qkv, tp_mode
-        self.tp_group, self.dp_group = tp_group, dp_group
+        self.tp_group, self.dp_group, self.expert_dp_group = tp_group, dp_group, expert_dp_group
         self.tp = dist.get_world_size(tp_group) if tp_group is not None else 1
 
     @staticmethod
@@ -146,16 +149,20 @@ class MuonNSGD(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.mul_(self.momentum).add_(p.grad)
                 todo.append((p, group, p.grad.add(buf, alpha=self.momentum) if self.nesterov else buf.clone()))
-        matrices = [(p, g, u) for p, g, u in todo if self.info[id(p)].muon]
+        dense = [(p, g, u) for p, g, u in todo if self.info[id(p)].muon and not self.info[id(p)].expert]
+        experts = [(p, g, u) for p, g, u in todo if self.info[id(p)].muon and self.info[id(p)].expert]
         others = [(p, g, u) for p, g, u in todo if not self.info[id(p)].muon]
-        directions = self._matrix_directions(matrices)
+        # routed experts differ across expert-parallel ranks: spread them over their own DP group
+        directions = self._matrix_directions(dense, self.dp_group)
+        directions += self._matrix_directions(experts, self.expert_dp_group)
+        matrices = dense + experts
         directions += self._normalised([(u, self.info[id(p)]) for p, _, u in others])
         for (p, group, _), d in zip(matrices + others, directions):
             p.mul_(1 - group["lr"] * group["weight_decay"])
             p.add_(d, alpha=-group["lr"])
 
-    def _matrix_directions(self, matrices) -> list[torch.Tensor]:
-        dp = dist.get_world_size(self.dp_group) if self.dp_group is not None else 1
+    def _matrix_directions(self, matrices, group) -> list[torch.Tensor]:
+        dp = dist.get_world_size(group) if group is not None else 1
         if dp == 1:
             return [self._orthogonalise(u, self.info[id(p)]) for p, _, u in matrices]
         # spread: matrix i is orthogonalised by DP rank owner[i] (greedy size balance), then one
@@ -165,11 +172,11 @@ class MuonNSGD(torch.optim.Optimizer):
             r = load.index(min(load))
             owner.append(r)
             load[r] += u.numel() * min(u.shape)
-        me = dist.get_rank(self.dp_group)
+        me = dist.get_rank(group)
         out = [self._orthogonalise(u, self.info[id(p)]) if owner[i] == me else torch.zeros_like(u)
                for i, (p, _, u) in enumerate(matrices)]
         if out:
             flat = torch.cat([o.reshape(-1) for o in out])
-            dist.all_reduce(flat, group=self.dp_group)
+            dist.all_reduce(flat, group=group)
             out = [f.view_as(o) for f, o in zip(flat.split([o.numel() for o in out]), out)]
         return out
