@@ -1,6 +1,7 @@
 """Progressive (0/1 layer -> L at tau) vs fixed-size L-layer training, measured side by side.
 
-    python benchmarks/progressive_vs_fixed.py                   # CPU default, ~40 min on 2 cores
+    python benchmarks/progressive_vs_fixed.py                   # CPU default, ~30 min on 2 cores
+    python benchmarks/progressive_vs_fixed.py --scale cpu-wide  # width 128, 4096-token vocab, ~40 min
     python benchmarks/progressive_vs_fixed.py --scale gpu-124m  # GPT2-124M shape on one GPU
     python benchmarks/progressive_vs_fixed.py --scale gpu-1b --nproc 8 --data-path DATA --tokenizer-model TOK
     python benchmarks/progressive_vs_fixed.py --dry-run         # the runs and the expected time, nothing run
@@ -13,8 +14,16 @@ depth before tau differs. Runs:
   p0-random-0.8  0 layers, grown to L at 0.8 T, random   (the paper's 0-layer recipe)
   p0-random-0.5  ... at 0.5 T
   p1-random-0.8, p1-copy-0.8, p1-random-0.5, p1-copy-0.5   1 layer -> L, random or copy init
+  p1-copy_zeroL-0.8, p1-copy_zeroL-0.5                      copies with zeroed output projections
   shallow-1      1 layer throughout (does depth matter at this budget at all?)
+  fixed-0.4T     L layers for 0.4 T iterations, its own full WSD schedule: the fixed-size run
+                 that costs what a progressive run at 0.8 T costs (is growing worth it at equal compute?)
   fixed-cos, p1-copy-0.8-cos, p0-random-0.8-cos             the cosine control (gaps vs fixed-cos)
+
+The CPU default is sized like the paper's runs in tokens per parameter (~50: a width-32 GPT2 on
+the demo corpus tokenized with a 512-token vocabulary, 6M tokens), so that depth matters (a
+1-layer model ends ~24% above the 8-layer one); ``cpu-wide`` is a width-128 model at under one
+token per parameter, where depth is worth only ~4%.
 
 Reported per run: final held-out loss (the same fixed validation batches for every run), gap to
 the fixed-size run of the same schedule, compute relative to it in the three FLOPs conventions of
@@ -40,7 +49,12 @@ from benchmarks.launch import RESULTS, read_metrics, train, write  # noqa: E402
 # Each scale: trainer flags of the L-layer model and run, and an assumed sustained throughput (FLOP/s
 # for the whole job) for the time estimate printed up front.
 SCALES = {
-    "cpu": dict(
+    "cpu": dict(  # width 32, 8 layers, demo corpus with a 512-token vocabulary: ~50 tokens per parameter
+        flags=["--model", "gpt2", "--preset", "tiny", "--hidden-size", "32", "--ffn-hidden-size", "128",
+               "--num-attention-heads", "2", "--seq-length", "128", "--device", "cpu", "--micro-batch-size", "8",
+               "--global-batch-size", "16", "--lr", "1e-2", "--eval-interval", "150", "--eval-iters", "16"],
+        layers=8, train_iters=3000, nproc=2, flops_per_s=28e9, overhead_s=15, demo_vocab=512),
+    "cpu-wide": dict(  # width 128, 4096-token vocabulary: under one token per parameter
         flags=["--model", "gpt2", "--preset", "tiny", "--hidden-size", "128", "--ffn-hidden-size", "512",
                "--num-attention-heads", "4", "--seq-length", "128", "--device", "cpu", "--micro-batch-size", "8",
                "--global-batch-size", "16", "--lr", "4e-3", "--eval-interval", "50", "--eval-iters", "8"],
@@ -64,9 +78,13 @@ class Run:
     tau: float | None = None
     init: str = "random"
     schedule: str = "wsd"
+    length: float = 1.0  # train_iters as a fraction of T (a shorter fixed-size run)
+
+    def iters(self, T: int) -> int:
+        return round(self.length * T)
 
     def flags(self, layers: int, T: int) -> list[str]:
-        out = ["--lr-decay-style", self.schedule]
+        out = ["--lr-decay-style", self.schedule, "--train-iters", str(self.iters(T))]
         if self.source is None:
             return out + ["--num-layers", str(layers)]
         out += ["--num-layers", str(self.source)]
@@ -82,16 +100,17 @@ class Run:
 RUNS = [
     Run("fixed", None), Run("p0-random-0.8", 0, 0.8), Run("p0-random-0.5", 0, 0.5),
     Run("p1-random-0.8", 1, 0.8), Run("p1-copy-0.8", 1, 0.8, "copy"),
-    Run("p1-random-0.5", 1, 0.5), Run("p1-copy-0.5", 1, 0.5, "copy"), Run("shallow-1", 1),
-    Run("fixed-cos", None, schedule="cosine"), Run("p1-copy-0.8-cos", 1, 0.8, "copy", "cosine"),
+    Run("p1-random-0.5", 1, 0.5), Run("p1-copy-0.5", 1, 0.5, "copy"),
+    Run("p1-copy_zeroL-0.8", 1, 0.8, "copy_zeroL"), Run("p1-copy_zeroL-0.5", 1, 0.5, "copy_zeroL"),
+    Run("shallow-1", 1), Run("fixed-0.4T", None, length=0.4), Run("fixed-cos", None, schedule="cosine"), Run("p1-copy-0.8-cos", 1, 0.8, "copy", "cosine"),
     Run("p0-random-0.8-cos", 0, 0.8, schedule="cosine"),
 ]
 
 
-def _cfg(flags: list[str], extra: list[str]):
+def _cfg(flags: list[str], extra: list[str], vocab: int):
     from megatron_grow import config
 
-    cfg = config.parse_args([*flags, *extra, "--mock-data", "--vocab-size", "4096"])
+    cfg = config.parse_args([*flags, *extra, "--mock-data", "--vocab-size", str(vocab)])
     config.apply_preset(cfg)
     return cfg
 
@@ -101,7 +120,7 @@ def expected_seconds(run: Run, scale: dict, T: int, flags: list[str]) -> float:
     from megatron_grow import flops
 
     def per_iter(layers):
-        cfg = _cfg(flags, ["--num-layers", str(layers)])
+        cfg = _cfg(flags, ["--num-layers", str(layers)], scale.get("demo_vocab", 4096))
         tokens = cfg.global_batch_size * cfg.seq_length
         h, f, kv = cfg.hidden_size, cfg.ffn_hidden_size, cfg.kv_channels or cfg.hidden_size // cfg.num_attention_heads
         qkv = (cfg.num_attention_heads + 2 * (cfg.num_query_groups or cfg.num_attention_heads)) * kv
@@ -112,13 +131,31 @@ def expected_seconds(run: Run, scale: dict, T: int, flags: list[str]) -> float:
 
     L = scale["layers"]
     if run.source is None:
-        total = T * per_iter(L)
+        total = run.iters(T) * per_iter(L)
     elif run.tau is None:
         total = T * per_iter(run.source)
     else:
         tau = round(run.tau * T)
         total = tau * per_iter(run.source) + (T - tau) * per_iter(L)
     return total / scale["flops_per_s"] + scale["overhead_s"]
+
+
+def epochs_note(data: str, T: int, cfg) -> str:
+    """How many passes over the data a full-length run makes (a GPU scale on the small demo corpus
+    would repeat it many times: pass --data-path)."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    if data == "demo":
+        from megatron_grow.data.corpus import demo_corpus
+
+        data = demo_corpus()[0]
+    if not IndexedDataset.exists(data):
+        return f"data: {data} (not found)"
+    dataset = IndexedDataset(data)  # (held: its arrays are views of a memory map it closes when freed)
+    corpus = int(dataset.sequence_lengths.sum())
+    need = T * cfg.global_batch_size * cfg.seq_length
+    note = f"data: {corpus / 1e6:.1f}M tokens; a full run reads {need / 1e6:.1f}M ({need / corpus:.1f} epochs)"
+    return note + (" -- more than a few epochs: pass a larger corpus with --data-path" if need > 3 * corpus else "")
 
 
 def summarise(run: Run, records: list[dict], ref: list[dict] | None, wall: float) -> dict:
@@ -187,14 +224,16 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for r in rows:
-        style = "-" if r["schedule"] == "wsd" else ":"
+    colors = plt.get_cmap("tab20").colors  # one colour per run (the default cycle repeats after 10)
+    for i, r in enumerate(rows):
+        short = r["name"].startswith("fixed-") and r["schedule"] == "wsd"  # a shorter fixed-size run
+        style = ":" if r["schedule"] != "wsd" else "--" if short else "-"
         width = 2.5 if r["source_layers"] is None else 1.2
         x_f = [p["cum_flops"] for p in r["curve"]]
         x_i = [p["iter"] for p in r["curve"]]
         y = [p["val_loss"] for p in r["curve"]]
-        axes[0].plot(x_f, y, style, lw=width, label=r["name"])
-        axes[1].plot(x_i, y, style, lw=width, label=r["name"])
+        for ax, x in zip(axes, (x_f, x_i)):
+            ax.plot(x, y, style, lw=width, color=colors[i % len(colors)], label=r["name"])
     axes[0].set_xscale("log")
     axes[0].set_xlabel("training FLOPs (exact matmul count, cumulative)")
     axes[1].set_xlabel("iteration")
@@ -228,9 +267,14 @@ def main(argv=None):
 
     scale = SCALES[args.scale]
     T, nproc, L = args.train_iters or scale["train_iters"], args.nproc or scale["nproc"], scale["layers"]
-    flags = [*scale["flags"], "--optimizer", args.optimizer, "--train-iters", str(T), "--log-interval", "1",
-             "--data-path", args.data_path, *(["--tokenizer-model", args.tokenizer_model] if args.tokenizer_model else []),
-             *shlex.split(args.extra)]
+    data, tokenizer, data_name = args.data_path, args.tokenizer_model, args.data_path
+    if data == "demo" and "demo_vocab" in scale:  # the demo corpus tokenized with the scale's vocabulary
+        from megatron_grow.data.corpus import demo_corpus
+
+        data, tokenizer = demo_corpus(vocab_size=scale["demo_vocab"])
+        data_name = f"demo corpus, {scale['demo_vocab']}-token vocabulary"
+    flags = [*scale["flags"], "--optimizer", args.optimizer, "--log-interval", "1", "--data-path", data,
+             *(["--tokenizer-model", tokenizer] if tokenizer else []), *shlex.split(args.extra)]
     runs = [r for r in RUNS if not args.only or r.name in args.only.split(",")]
     out = args.out or os.path.join(RESULTS, f"progressive_vs_fixed_{args.scale}")
     run_dir = out + "_runs"
@@ -240,6 +284,7 @@ def main(argv=None):
           f"~{sum(est.values()) / 60:.0f} min (assuming {scale['flops_per_s'] / 1e12:g} TFLOP/s sustained):")
     for r in runs:
         print(f"  {r.name:18s} {' '.join(r.flags(L, T)):60s} ~{est[r.name] / 60:.1f} min")
+    print(epochs_note(data, T, _cfg(flags, [], scale.get("demo_vocab", 4096))))
     if args.dry_run:
         return
 
@@ -247,7 +292,7 @@ def main(argv=None):
     for r in runs:
         metrics = os.path.join(run_dir, f"{r.name}.jsonl")
         done = args.reuse and os.path.exists(metrics) and any(
-            rec.get("iter") == T and "val_loss" in rec for rec in read_metrics(metrics))
+            rec.get("iter") == r.iters(T) and "val_loss" in rec for rec in read_metrics(metrics))
         if done:
             res = {"records": read_metrics(metrics), "wall_s": None}
         else:
@@ -260,7 +305,7 @@ def main(argv=None):
     compare(rows)
     tokens_per_iter = records[runs[0].name][0]["tokens"]
     meta = {"scale": args.scale, "layers": L, "train_iters": T, "nproc": nproc, "tokens_per_iter": tokens_per_iter,
-            "total_tokens": tokens_per_iter * T, "data": args.data_path, "flags": flags,
+            "total_tokens": tokens_per_iter * T, "data": data_name, "flags": flags,
             "optimizer": args.optimizer, "expected_s": est, "measured_s": time.time() - t0}
     table = markdown(meta, rows)
     write(out, {"meta": meta, "runs": rows}, table)
