@@ -168,14 +168,19 @@ def activate_cpu_compat() -> None:
     _CPU_COMPAT_ACTIVE = True
 
 
-def megatron_without_te() -> None:
-    """See the module docstring (idempotent; nothing happens when Transformer Engine imports)."""
+def te_available() -> bool:
+    """Transformer Engine imports (a half-installed one raises more than ImportError)."""
     try:
         import transformer_engine  # noqa: F401
+    except Exception:
+        return False
+    return True
 
+
+def megatron_without_te() -> None:
+    """See the module docstring (idempotent; nothing happens when Transformer Engine imports)."""
+    if te_available():
         return
-    except ImportError:
-        pass
     from megatron.core.transformer import multi_latent_attention
     from megatron.core.transformer.moe import moe_utils
 

@@ -20,14 +20,6 @@ def _quiet():
     logging.getLogger("megatron").setLevel(logging.ERROR)
 
 
-def te_available() -> bool:
-    try:
-        import transformer_engine  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
 class Data:
     """Train / held-out iterators over the configured data source."""
 
@@ -112,7 +104,7 @@ def setup(argv=None):
     cfg = config.parse_args(argv)
     device = platform.resolve_device(cfg.device)
     world = int(os.environ.get("WORLD_SIZE", 1))
-    cfg = config.finalize(cfg, world, device, device == "cuda" and te_available())  # every problem, before any work
+    cfg = config.finalize(cfg, world, device, device == "cuda" and platform.te_available())  # every problem, before any work
     _, _, dev = platform.init_distributed(device)
     if cfg.load:
         cfg = checkpoint_config(cfg)

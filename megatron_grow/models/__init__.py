@@ -19,19 +19,23 @@ def preset(family: str, name: str) -> dict:
     return dict(FAMILIES[family]["presets"][name])
 
 
+def _field(cfg, name: str):
+    """A field of a RunConfig or of its dict (as a checkpoint stores it)."""
+    return cfg.get(name) if isinstance(cfg, dict) else getattr(cfg, name)
+
+
 def layer_kinds(cfg, num_layers: int) -> list[str]:
     """"dense" or "moe" for each of ``num_layers`` layers of ``cfg``'s family (a RunConfig or its dict)."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
-    if not FAMILIES[get("model")].get("moe"):
+    if not FAMILIES[_field(cfg, "model")].get("moe"):
         return ["dense"] * num_layers
-    pattern = moe_layer_pattern(num_layers, get("moe_first_dense_layers") or 0, get("moe_layer_freq") or 1)
+    pattern = moe_layer_pattern(num_layers, _field(cfg, "moe_first_dense_layers") or 0,
+                                _field(cfg, "moe_layer_freq") or 1)
     return ["moe" if x else "dense" for x in pattern]
 
 
 def growth_kinds(cfg, source_layers: int, target_layers: int):
     """(source, target) layer kinds for a growth plan of an MoE family; None for dense families."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
-    if not FAMILIES[get("model")].get("moe"):
+    if not FAMILIES[_field(cfg, "model")].get("moe"):
         return None
     return layer_kinds(cfg, source_layers), layer_kinds(cfg, target_layers)
 
