@@ -1,7 +1,7 @@
 """Progressive (0/1 layer -> L at tau) vs fixed-size L-layer training, measured side by side.
 
     python benchmarks/progressive_vs_fixed.py                   # CPU default, ~30 min on 2 cores
-    python benchmarks/progressive_vs_fixed.py --scale cpu-wide  # width 128, 4096-token vocab, ~40 min
+    python benchmarks/progressive_vs_fixed.py --scale cpu-wide  # width 128, 4096-token vocab, ~50 min
     python benchmarks/progressive_vs_fixed.py --scale gpu-124m  # GPT2-124M shape on one GPU
     python benchmarks/progressive_vs_fixed.py --scale gpu-1b --nproc 8 --data-path DATA --tokenizer-model TOK
     python benchmarks/progressive_vs_fixed.py --dry-run         # the runs and the expected time, nothing run
@@ -102,7 +102,8 @@ RUNS = [
     Run("p1-random-0.8", 1, 0.8), Run("p1-copy-0.8", 1, 0.8, "copy"),
     Run("p1-random-0.5", 1, 0.5), Run("p1-copy-0.5", 1, 0.5, "copy"),
     Run("p1-copy_zeroL-0.8", 1, 0.8, "copy_zeroL"), Run("p1-copy_zeroL-0.5", 1, 0.5, "copy_zeroL"),
-    Run("shallow-1", 1), Run("fixed-0.4T", None, length=0.4), Run("fixed-cos", None, schedule="cosine"), Run("p1-copy-0.8-cos", 1, 0.8, "copy", "cosine"),
+    Run("shallow-1", 1), Run("fixed-0.4T", None, length=0.4),
+    Run("fixed-cos", None, schedule="cosine"), Run("p1-copy-0.8-cos", 1, 0.8, "copy", "cosine"),
     Run("p0-random-0.8-cos", 0, 0.8, schedule="cosine"),
 ]
 
@@ -145,10 +146,6 @@ def epochs_note(data: str, T: int, cfg) -> str:
     would repeat it many times: pass --data-path)."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    if data == "demo":
-        from megatron_grow.data.corpus import demo_corpus
-
-        data = demo_corpus()[0]
     if not IndexedDataset.exists(data):
         return f"data: {data} (not found)"
     dataset = IndexedDataset(data)  # (held: its arrays are views of a memory map it closes when freed)
@@ -268,11 +265,12 @@ def main(argv=None):
     scale = SCALES[args.scale]
     T, nproc, L = args.train_iters or scale["train_iters"], args.nproc or scale["nproc"], scale["layers"]
     data, tokenizer, data_name = args.data_path, args.tokenizer_model, args.data_path
-    if data == "demo" and "demo_vocab" in scale:  # the demo corpus tokenized with the scale's vocabulary
-        from megatron_grow.data.corpus import demo_corpus
+    if data == "demo":  # the demo corpus, tokenized with the scale's vocabulary
+        from megatron_grow.data.corpus import DEFAULT_VOCAB, demo_corpus
 
-        data, tokenizer = demo_corpus(vocab_size=scale["demo_vocab"])
-        data_name = f"demo corpus, {scale['demo_vocab']}-token vocabulary"
+        vocab = scale.get("demo_vocab", DEFAULT_VOCAB)
+        data, tokenizer = demo_corpus(vocab_size=vocab)
+        data_name = f"demo corpus, {vocab}-token vocabulary"
     flags = [*scale["flags"], "--optimizer", args.optimizer, "--log-interval", "1", "--data-path", data,
              *(["--tokenizer-model", tokenizer] if tokenizer else []), *shlex.split(args.extra)]
     runs = [r for r in RUNS if not args.only or r.name in args.only.split(",")]
