@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -104,6 +105,9 @@ class RunConfig:
     grow_placement: str = "bottom"
     grow_init: str = "random"
     grow_optimizer_state: str = "inherit"
+    # new layers' LR after growth: x M at tau, linearly back to x 1 over N iterations (N 0: x M to the end)
+    grow_new_layer_lr_mult: float = 1.0
+    grow_new_layer_lr_iters: int = 0
     grow_tensor_model_parallel_size: Optional[int] = None
     grow_pipeline_model_parallel_size: Optional[int] = None
     grow_expert_model_parallel_size: Optional[int] = None
@@ -130,6 +134,7 @@ class RunConfig:
     # filled in by finalize(): world layout; the tau plan of --grow-at auto
     world_size: int = field(default=1, repr=False)
     grow_plan_text: Optional[str] = field(default=None, repr=False)
+    grown_from_layers: Optional[int] = field(default=None, repr=False)  # set by grown_config: the source depth
 
     @property
     def data_parallel_size(self) -> int:
@@ -323,6 +328,25 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
         P.append(f"--lr-warmup-fraction {cfg.lr_warmup_fraction} must be in [0, 1)")
     if not 0 <= cfg.lr_wsd_decay_fraction <= 1:
         P.append(f"--lr-wsd-decay-fraction {cfg.lr_wsd_decay_fraction} must be in [0, 1]")
+    P += _new_layer_lr_problems(cfg)
+    return P
+
+
+def _new_layer_lr_problems(cfg: RunConfig) -> list[str]:
+    P = []
+    if not (math.isfinite(cfg.grow_new_layer_lr_mult) and cfg.grow_new_layer_lr_mult >= 0):
+        P.append(f"--grow-new-layer-lr-mult {cfg.grow_new_layer_lr_mult} must be a finite number >= 0 "
+                 "(1: the shared LR; 0 with --grow-new-layer-lr-iters N: a re-warmup of the new layers)")
+    if cfg.grow_new_layer_lr_iters < 0:
+        P.append(f"--grow-new-layer-lr-iters {cfg.grow_new_layer_lr_iters} must be >= 0 (0: the multiplier "
+                 "holds to the end of the run)")
+    if (cfg.grow_new_layer_lr_mult != 1 or cfg.grow_new_layer_lr_iters) and not growth_requested(cfg):
+        P.append("--grow-new-layer-lr-mult / --grow-new-layer-lr-iters act on the layers a growth inside this run "
+                 "adds; give --grow-to-layers and --grow-at-iter (an offline-grown checkpoint has no new layers "
+                 "to this run)")
+    if cfg.grow_new_layer_lr_mult == 0 and not cfg.grow_new_layer_lr_iters:
+        P.append("--grow-new-layer-lr-mult 0 without --grow-new-layer-lr-iters would freeze the new layers; "
+                 "give --grow-new-layer-lr-iters N for a re-warmup over N iterations")
     return P
 
 
@@ -481,7 +505,7 @@ def grow_iteration(cfg: RunConfig) -> int | None:
 def grown_config(cfg: RunConfig) -> RunConfig:
     """The config of the model after growth: target depth and layout, everything else unchanged."""
     return dataclasses.replace(
-        cfg, num_layers=cfg.grow_to_layers,
+        cfg, num_layers=cfg.grow_to_layers, grown_from_layers=cfg.num_layers,
         tensor_model_parallel_size=cfg.grow_tensor_model_parallel_size or cfg.tensor_model_parallel_size,
         pipeline_model_parallel_size=cfg.grow_pipeline_model_parallel_size or cfg.pipeline_model_parallel_size,
         expert_model_parallel_size=cfg.grow_expert_model_parallel_size or cfg.expert_model_parallel_size,

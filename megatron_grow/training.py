@@ -98,7 +98,7 @@ def average_loss(losses: list) -> float:
 def train_step(cfg, state: State, data_iterator, device) -> tuple[float, float]:
     state.model.zero_grad_buffer()
     loss = run_microbatches(cfg, state, data_iterator, device, forward_only=False)
-    grad_norm = state.optimizer.step()
+    grad_norm = state.optimizer.step(state.iteration)
     state.scheduler.step(increment=1)
     if state.expert_load is not None:
         from megatron_grow.models.moe import clear_aux_loss_tracker
@@ -193,7 +193,9 @@ def train(cfg, state: State, data, device) -> dict:
             mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
                      "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
                      "num_layers": cfg.num_layers, "tp": tp, "pp": pp, "dp": dp, "tokens": tokens_per_iter,
-                     **flops_per_iter, "step_time_s": dt, "tokens_per_s": tokens_per_iter / dt, **state.ledger, **moe})
+                     **flops_per_iter, "step_time_s": dt, "tokens_per_s": tokens_per_iter / dt, **state.ledger, **moe,
+                     **({"lr_new_layers": state.optimizer.last_new_layer_lr}
+                        if state.optimizer.last_new_layer_lr is not None else {})})
         mon.advance()
         if state.iteration % cfg.eval_interval == 0 or state.iteration == cfg.train_iters:
             val = evaluate(cfg, state, data.valid_iterator, device)

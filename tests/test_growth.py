@@ -124,6 +124,26 @@ def test_function_preserving_online_growth_into_uneven_pipeline(tmp_path):
     assert abs(ev["loss_before"] - ev["loss_after"]) <= 1e-5 * ev["loss_before"]
 
 
+def test_new_layer_lr_multiplier(tmp_path):
+    """--grow-new-layer-lr-mult 3 --grow-new-layer-lr-iters 2: the new layers step at 3x, 2x, then 1x the
+    shared LR after growth, the trained layer at 1x; the same run resumed after tau continues identically."""
+    flags = [*ARGS, *GROW, "--lr-warmup-iters", "0", "--lr-decay-style", "constant", "--grow-new-layer-lr-mult", "3",
+             "--grow-new-layer-lr-iters", "2"]
+    plain, boosted = tmp_path / "plain.jsonl", tmp_path / "boosted.jsonl"
+    torchrun(1, [*ARGS, *GROW, "--lr-warmup-iters", "0", "--lr-decay-style", "constant", "--metrics-file", str(plain)])
+    torchrun(1, [*flags, "--metrics-file", str(boosted)])
+    recs = [r for r in read_metrics(boosted) if "lm_loss" in r]
+    assert [r.get("lr_new_layers") for r in recs] == [None] * 4 + [pytest.approx(x * 1e-2) for x in (3, 2, 1, 1)]
+    assert all(r["lr"] == pytest.approx(1e-2) for r in recs)
+    a, b = losses(plain), losses(boosted)
+    assert all(a[i] == b[i] for i in range(1, 6)) and a[6] != b[6]  # same until the first boosted step shows
+    ck = tmp_path / "ck"
+    torchrun(1, [*flags, "--exit-interval", "5", "--save", str(ck)])
+    res = tmp_path / "res.jsonl"
+    torchrun(1, [*flags, "--load", str(ck), "--save", str(ck), "--metrics-file", str(res)])
+    assert losses(res) == {k: v for k, v in b.items() if k > 5}
+
+
 @pytest.mark.parametrize("stop", [2, 6], ids=["before_tau", "after_tau"])
 def test_resume_around_tau(tmp_path, stop):
     full = tmp_path / "full.jsonl"

@@ -52,6 +52,13 @@ BASE = ["--mock-data"]
     (["--num-layers", "1", "--grow-to-layers", "4"], 1, "--grow-to-layers needs --grow-at-iter"),
     (["--train-iters", "4", "--lr-warmup-iters", "4"], 1, "must be shorter than --train-iters 4"),
     (["--train-iters", "10", "--lr-warmup-iters", "5", "--lr-wsd-decay-iters", "6"], 1, "warmup 5 + decay 6"),
+    (["--grow-new-layer-lr-mult", "2"], 1, "act on the layers a growth inside this run adds"),
+    (["--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5", "--grow-new-layer-lr-mult", "-1"], 1,
+     "--grow-new-layer-lr-mult -1.0 must be a finite number >= 0"),
+    (["--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5", "--grow-new-layer-lr-mult", "0"], 1,
+     "would freeze the new layers"),
+    (["--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5", "--grow-new-layer-lr-iters", "-3"], 1,
+     "--grow-new-layer-lr-iters -3 must be >= 0"),
 ])
 def test_each_problem_is_named(argv, world, needle):
     found = problems(BASE + argv, world)

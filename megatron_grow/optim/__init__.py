@@ -42,11 +42,18 @@ class Optimizer:
         self.masters = [p.detach().float().clone() if p.dtype != torch.float32 else p for p in self.params]
         # one group per (weight-decay, LR) multiplier pair; the scheduler drives each group's LR
         # between its own max_lr and min_lr (muP scales some groups' LR)
-        groups: dict[tuple[float, float], list] = {}
+        # (--grow-new-layer-lr-mult: the layers a growth added get groups of their own, marked new_layers)
+        new = new_layers(cfg)
+        groups: dict[tuple[float, float, bool], list] = {}
         for (n, p), m in zip(named, self.masters):
-            groups.setdefault((0.0 if _no_decay(n, p) else 1.0, mup.lr_multiplier(cfg, n, p)), []).append(m)
-        groups = [{"params": ms, "wd_mult": wd, "max_lr": cfg.lr * lr, "min_lr": cfg.min_lr * lr}
-                  for (wd, lr), ms in sorted(groups.items(), key=lambda kv: (kv[0][1] != 1.0, -kv[0][0]))]
+            key = (0.0 if _no_decay(n, p) else 1.0, mup.lr_multiplier(cfg, n, p), layer_index(n) in new)
+            groups.setdefault(key, []).append(m)
+        groups = [{"params": ms, "wd_mult": wd, "max_lr": cfg.lr * lr, "min_lr": cfg.min_lr * lr,
+                   **({"new_layers": True} if is_new else {})}
+                  for (wd, lr, is_new), ms in sorted(groups.items(), key=lambda kv: (kv[0][1] != 1.0, kv[0][2],
+                                                                                     -kv[0][0]))]
+        self.new_layer_lr = new_layer_lr_factor(cfg) if new else None
+        self.last_new_layer_lr = None
         # Group order fixes the state-dict ids: remember the model-param order behind it.
         order = {id(m): i for i, m in enumerate(self.masters)}
         self.params_in_group_order = [self.params[order[id(m)]] for g in groups for m in g["params"]]
@@ -76,12 +83,22 @@ class Optimizer:
         return sq.sum().sqrt().item()
 
     @torch.no_grad()
-    def step(self) -> float:
+    def step(self, iteration: int | None = None) -> float:
+        """One update; ``iteration`` (completed iterations) sets the new layers' LR factor after growth."""
         norm = self.grad_norm()
         scale = self.clip_grad / (norm + 1e-6) if self.clip_grad and norm > self.clip_grad else 1.0
         for p, m in zip(self.params, self.masters):
             m.grad = p.main_grad.float() * scale if scale != 1.0 else p.main_grad.float()
+        scheduled = [g["lr"] for g in self.optimizer.param_groups]
+        if self.new_layer_lr is not None and iteration is not None:
+            factor = self.new_layer_lr(iteration)
+            for g in self.optimizer.param_groups:
+                if g.get("new_layers"):
+                    g["lr"] *= factor
+                    self.last_new_layer_lr = g["lr"]
         self.optimizer.step()
+        for g, lr in zip(self.optimizer.param_groups, scheduled):  # the scheduler's values stay its own
+            g["lr"] = lr
         for p, m in zip(self.params, self.masters):
             m.grad = None
             if m is not p:
@@ -141,6 +158,41 @@ class Optimizer:
         with torch.no_grad():
             for i, t in masters.items():
                 flat[i].copy_(t)
+
+
+def layer_index(global_name: str) -> int | None:
+    """The global decoder layer a parameter belongs to (None: embeddings, final norm, head)."""
+    from megatron_grow.models.init import _LAYER
+
+    m = _LAYER.match(global_name)
+    return int(m.group(2)) if m else None
+
+
+def new_layers(cfg) -> set[int]:
+    """Global indices of the layers a growth inside this run added (not trained before it), when
+    --grow-new-layer-lr-mult / --grow-new-layer-lr-iters ask for their own LR; else empty."""
+    if cfg.grown_from_layers is None or (cfg.grow_new_layer_lr_mult == 1 and not cfg.grow_new_layer_lr_iters):
+        return set()
+    from megatron_grow.growth.plan import make_plan
+    from megatron_grow.models import growth_kinds
+
+    plan = make_plan(cfg.grown_from_layers, cfg.num_layers, cfg.grow_placement, cfg.grow_init,
+                     growth_kinds(cfg, cfg.grown_from_layers, cfg.num_layers))
+    return {t.index for t in plan if not t.trained}
+
+
+def new_layer_lr_factor(cfg):
+    """iteration -> the new layers' LR factor: M on the first step after growth (tau), then linearly
+    back to 1 over N iterations (N = 0: M to the end of the run)."""
+    from megatron_grow.config import grow_iteration
+
+    tau, M, N = grow_iteration(cfg), cfg.grow_new_layer_lr_mult, cfg.grow_new_layer_lr_iters
+
+    def factor(iteration: int) -> float:
+        k = iteration - tau
+        return M if not N else M + (1.0 - M) * min(max(k, 0), N) / N
+
+    return factor
 
 
 def _muon(cfg, groups, named, masters) -> MuonNSGD:
