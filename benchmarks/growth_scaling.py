@@ -1,0 +1,602 @@
+"""Where does progressive training pay? The gap of growth vs fixed-size training as a function of
+training length T, width and target depth, with fitted laws, seed noise, t_mix vs tau, and recipe
+variants, all measured with the trainer itself (the runner of benchmarks/progressive_vs_fixed.py).
+
+    python benchmarks/growth_scaling.py --dry-run              # the runs, their keys, expected core-time
+    python benchmarks/growth_scaling.py --reuse                # run what is missing, then analyse
+    python benchmarks/growth_scaling.py --reuse --axes T,seeds # only some parts
+    python benchmarks/growth_scaling.py --analyse-only         # tables, laws and plots from stored runs
+
+Every run is one single-process job (1 thread); ``--jobs`` of them (default 2: one per core) run
+concurrently. Each completed run is stored as benchmarks/results/growth_scaling/runs/<key>.json
+(its summary, held-out curve and per-iteration train loss), so the study grows over several
+sessions with --reuse and the analysis never needs the jobs' raw metrics.
+
+A *point* is (width, vocabulary, target depth L, T, seed). At each point:
+  fixed            L layers for T iterations, WSD                      (the reference)
+  fixed-0.6/0.35   L layers for 0.6 T / 0.35 T, each its own full WSD (the fixed-size frontier)
+  p0-random-0.8/0.5, p1-copy_zeroL-0.8/0.5, p1-copy-0.5   grown at 0.8 T / 0.5 T
+Gaps: ``gap`` = val / val(fixed) - 1; ``gap_matched`` = val / frontier(c) - 1, where c is the run's
+compute (6 N tokens with all parameters; the exact matmul count is reported too) relative to the
+fixed run and frontier(c) the held-out loss the fixed-size model reaches at that compute with its
+own schedule (log-loss interpolated linearly in log-compute between fixed-0.35, 0.6 and 1.0).
+Growth pays where gap_matched < 0 by more than the seed noise.
+
+Axes (all GPT2-shaped, head dimension 16, seq 128, 16 x 128 tokens per iteration, Muon-NSGD LR
+1e-2, the bundled demo corpus):
+  T      width 32, vocab 512, L 8; T = 375, 750, 1500, 3000 (8x)
+  depth  width 32, vocab 512, T 1500; L = 4, 8, 16
+  width  ~25% embedding share (vocab scaled with width: 16/512, 32/1024, 64/2048), L 8,
+         T set for 12 tokens per parameter
+  seeds  fixed and p1-copy_zeroL-0.8 at seeds 1, 2 (point T 1500): the noise of a gap
+  tmix   p0-random grown at 0.1, 0.3, 0.5, 0.7 T (T 1500), WSD and cosine: t_mix vs tau
+  recipe variants of the 0.8 T growth at T 1500 (each against the same fixed baseline)
+Laws: log gap = log a - b log x per progressive setting and axis, fitted by least squares;
+crossings of 1% and 0.5% with a 68% interval from a parametric bootstrap with the measured
+seed noise. Writes growth_scaling.json, .md and .png into benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.launch import RESULTS, train, write  # noqa: E402
+from benchmarks.progressive_vs_fixed import Run, summarise  # noqa: E402
+
+OUT = os.path.join(RESULTS, "growth_scaling")
+HEAD_DIM = 16
+TOKENS_PER_ITER = 16 * 128
+BASE = ["--model", "gpt2", "--preset", "tiny", "--seq-length", "128", "--device", "cpu", "--micro-batch-size", "16",
+        "--global-batch-size", "16", "--lr", "1e-2", "--optimizer", "muon-nsgd", "--eval-iters", "16",
+        "--log-interval", "1"]
+STEP_S = {16: 0.16, 32: 0.3, 64: 0.7}  # measured seconds per iteration of an 8-layer model, 1 core (estimates)
+
+FIXED = [Run("fixed", None), Run("fixed-0.6", None, length=0.6), Run("fixed-0.35", None, length=0.35)]
+GROWN = [Run("p0-random-0.8", 0, 0.8), Run("p0-random-0.5", 0, 0.5), Run("p1-copy_zeroL-0.8", 1, 0.8, "copy_zeroL"),
+         Run("p1-copy_zeroL-0.5", 1, 0.5, "copy_zeroL"), Run("p1-copy-0.5", 1, 0.5, "copy")]
+LAW_RUNS = [r.name for r in GROWN] + ["fixed-0.35"]
+TMIX_TAUS = (0.1, 0.3, 0.5, 0.7)
+# recipe variants (issue 13, item 3): name -> (base run, extra trainer flags)
+RECIPES = {
+    "p1-copy_zeroL-0.8+reset": ("p1-copy_zeroL-0.8", ["--grow-optimizer-state", "reset"]),
+    "p1-copy_zeroL-0.8+copystate": ("p1-copy_zeroL-0.8", ["--grow-optimizer-state", "copy"]),
+    "p1-copy_zeroL-0.8-stack": ("p1-copy_zeroL-0.8", ["--grow-placement", "stack"]),
+    "p1-copy_zeroL-0.8+lr3": ("p1-copy_zeroL-0.8", ["--grow-new-layer-lr-mult", "3"]),
+    "p0-random-0.8+lr3": ("p0-random-0.8", ["--grow-new-layer-lr-mult", "3"]),
+    "p0-random-0.8+lr3to1": ("p0-random-0.8", ["--grow-new-layer-lr-mult", "3", "--grow-new-layer-lr-iters", "150"]),
+    "p0-random-0.8+rewarm": ("p0-random-0.8", ["--grow-new-layer-lr-mult", "0", "--grow-new-layer-lr-iters", "50"]),
+    "p0-random-0.8+depthmup": ("p0-random-0.8", ["--mup-base-num-layers", "1"]),
+    # AdamW (its fixed-size baseline at two LRs; growth at the better one is added once that is known)
+    "fixed+adam3e-3": ("fixed", ["--optimizer", "adam", "--lr", "3e-3"]),
+    "fixed+adam1e-2": ("fixed", ["--optimizer", "adam", "--lr", "1e-2"]),
+    "p1-copy_zeroL-0.8+adam3e-3": ("p1-copy_zeroL-0.8", ["--optimizer", "adam", "--lr", "3e-3"]),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    width: int = 32
+    vocab: int = 512
+    layers: int = 8
+    T: int = 1500
+    seed: int = 1234  # the trainer's default --seed
+
+    def flags(self, data: str, tokenizer: str) -> list[str]:
+        return [*BASE, "--hidden-size", str(self.width), "--ffn-hidden-size", str(4 * self.width),
+                "--num-attention-heads", str(max(1, self.width // HEAD_DIM)), "--seed", str(self.seed),
+                "--eval-interval", str(max(25, self.T // 20)), "--data-path", data, "--tokenizer-model", tokenizer]
+
+    @property
+    def tag(self) -> str:
+        return f"w{self.width}-v{self.vocab}-L{self.layers}-T{self.T}-s{self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    point: Point
+    run: Run
+    extra: tuple[str, ...] = ()
+    variant: str | None = None  # recipe variant name (replaces the run's name in the key)
+
+    @property
+    def name(self) -> str:
+        return self.variant or self.run.name
+
+    @property
+    def key(self) -> str:
+        return f"{self.point.tag}-{self.name}"
+
+    def core_seconds(self) -> float:
+        p, r = self.point, self.run
+        step = STEP_S.get(p.width, 0.22) * p.layers / 8 * (1 + 0.1 * math.log2(p.vocab / 512))
+        if r.source is None:
+            return r.iters(p.T) * step + 15
+        src = max(r.source, 0.3) / p.layers
+        if r.tau is None:
+            return p.T * step * src + 15
+        return (r.tau * p.T * src + (1 - r.tau) * p.T) * step + 25
+
+
+def width_point(width: int) -> Point:
+    """Vocabulary scaled with width (~25% embedding share at 8 layers), T for 12 tokens/parameter."""
+    vocab = 512 * width // 16
+    params = (vocab + 128) * width + 8 * (12 * width * width + 13 * width) + 2 * width
+    return Point(width=width, vocab=vocab, layers=8, T=int(round(12 * params / TOKENS_PER_ITER / 25)) * 25)
+
+
+def plan(axes: list[str], seed: int) -> list[Job]:
+    """The jobs of the requested parts, in their order (duplicates kept once)."""
+    jobs: list[Job] = []
+
+    def add(point, runs, extra=(), variant=None):
+        for r in runs:
+            j = Job(point, r, tuple(extra), variant)
+            if j.key not in {x.key for x in jobs}:
+                jobs.append(j)
+
+    for axis in axes:
+        if axis not in AXES:
+            raise SystemExit(f"--axes {axis!r}: choose from {', '.join(AXES)}")
+        AXES[axis](add, seed)
+    return jobs
+
+
+def _T(add, seed):
+    for T in (375, 750, 1500, 3000):
+        add(Point(T=T, seed=seed), FIXED + GROWN)
+
+
+def _seeds(add, seed):
+    for s in (1, 2):
+        add(Point(T=1500, seed=seed + s), [FIXED[0], GROWN[2]])
+
+
+def _depth(add, seed):
+    for L in (4, 8, 16):
+        add(Point(layers=L, T=1500, seed=seed), FIXED + GROWN)
+
+
+def _width(add, seed):
+    for w in (16, 32, 64):
+        add(dataclasses.replace(width_point(w), seed=seed), FIXED + GROWN)
+
+
+def _tmix(add, seed):
+    p = Point(T=1500, seed=seed)
+    add(p, [FIXED[0], Run("fixed-cos", None, schedule="cosine")])
+    for tau in TMIX_TAUS:
+        add(p, [Run(f"p0-random-{tau}", 0, tau), Run(f"p0-random-{tau}-cos", 0, tau, schedule="cosine")])
+
+
+def _recipe(add, seed):
+    p = Point(T=1500, seed=seed)
+    add(p, FIXED + GROWN)
+    for name, (base, extra) in RECIPES.items():
+        add(p, [next(r for r in FIXED + GROWN if r.name == base)], extra, name)
+
+
+AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "tmix": _tmix, "recipe": _recipe}
+
+
+def run_path(job: Job) -> str:
+    return os.path.join(OUT, "runs", job.key + ".json")
+
+
+def load(job: Job) -> dict | None:
+    path = run_path(job)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def execute(job: Job, data: dict[int, tuple[str, str]]) -> dict:
+    """Train one job (1 process) and store its summary."""
+    p = job.point
+    flags = [*p.flags(*data[p.vocab]), *job.run.flags(p.layers, p.T), *job.extra]
+    work = os.path.join(OUT, "work")
+    metrics = os.path.join(work, job.key + ".jsonl")
+    res = train(flags, metrics, nproc=1, timeout=4 * 3600)
+    rec = res["records"]
+    out = summarise(job.run, rec, None, res["wall_s"])
+    out.update(name=job.name, key=job.key, point=dataclasses.asdict(p), extra=list(job.extra), flags=flags,
+               train_curve=[[r["iter"], round(r["lm_loss"], 5)] for r in rec if "lm_loss" in r],
+               params=_params(rec))
+    os.makedirs(os.path.dirname(run_path(job)), exist_ok=True)
+    with open(run_path(job) + ".tmp", "w") as f:
+        json.dump(out, f)
+    os.replace(run_path(job) + ".tmp", run_path(job))
+    os.remove(metrics)
+    os.remove(metrics + ".log")
+    return out
+
+
+def _params(records: list[dict]) -> dict:
+    """Per-iteration FLOPs of the last logged iteration (the target's) in each convention."""
+    its = [r for r in records if "flops" in r]
+    return {k: its[-1][k] for k in ("flops", "flops_6n", "flops_6n_nonemb")}
+
+
+# ---------------------------------------------------------------------------------------------- analysis
+
+def frontier(fixed: list[tuple[float, float]], c: float) -> float:
+    """Held-out loss of the fixed-size model at relative compute c: log-loss linear in log-compute
+    between the measured fixed runs (extrapolated along the nearest segment)."""
+    pts = sorted(fixed)
+    if len(pts) == 1:
+        return pts[0][1]
+    i = max(0, min(len(pts) - 2, sum(1 for x, _ in pts if x <= c) - 1))
+    (x0, y0), (x1, y1) = pts[i], pts[i + 1]
+    t = (math.log(c) - math.log(x0)) / (math.log(x1) - math.log(x0))
+    return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
+
+
+def point_table(results: list[dict], conv: str = "cum_flops_6n") -> list[dict]:
+    """Gaps of every run at its point against the fixed run and the fixed-size frontier."""
+    by_point: dict[str, dict[str, dict]] = {}
+    for r in results:
+        by_point.setdefault(Point(**r["point"]).tag, {})[r["name"]] = r
+    rows = []
+    for tag, runs in by_point.items():
+        for sched in ("wsd", "cosine"):
+            ref = runs.get("fixed" if sched == "wsd" else "fixed-cos")
+            if ref is None:
+                continue
+            fixed = [(r[conv] / ref[conv], r["val_loss"]) for r in runs.values()
+                     if r["source_layers"] is None and r["schedule"] == sched and not r.get("extra")]
+            for r in runs.values():
+                if r["schedule"] != sched:
+                    continue
+                c = r[conv] / ref[conv]
+                row = {"point": tag, **r["point"], "name": r["name"], "schedule": sched, "val_loss": r["val_loss"],
+                       "gap": r["val_loss"] / ref["val_loss"] - 1, "compute": c,
+                       "compute_exact": r["cum_flops"] / ref["cum_flops"],
+                       "compute_nonemb": r["cum_flops_6n_nonemb"] / ref["cum_flops_6n_nonemb"],
+                       "wall": r["train_seconds"] / ref["train_seconds"], "tau": r["tau_fraction"],
+                       "frontier_points": len(fixed)}
+                if len(fixed) >= 2 and r["source_layers"] is not None:
+                    row["gap_matched"] = r["val_loss"] / frontier(fixed, c) - 1
+                if r["tau_fraction"] is not None:
+                    from megatron_grow.growth.tau import mixing_time
+
+                    mix = mixing_time(_records(ref), _records(r), tolerance=0.01, metric="lm_loss")
+                    row["t_mix"] = mix["t_mix"]
+                    row["tau_iter"] = mix["tau_pilot"]
+                    row["loss_jump"] = r["grow_event"]["loss_after"] - r["grow_event"]["loss_before"]
+                rows.append(row)
+    return rows
+
+
+def _records(r: dict) -> list[dict]:
+    out = [{"iter": i, "lm_loss": v} for i, v in r["train_curve"]]
+    if r.get("grow_event"):
+        out.append(r["grow_event"])
+    return out
+
+
+def seed_noise(rows: list[dict]) -> dict:
+    """Standard deviation over seeds of the fixed run's loss (relative) and of the gaps of the
+    progressive settings measured at several seeds."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["width"], r["vocab"], r["layers"], r["T"], r["name"], r["schedule"])
+        groups.setdefault(key, []).append(r)
+    out = {}
+    for (w, v, L, T, name, _), rs in groups.items():
+        if len(rs) < 3:
+            continue
+        if name == "fixed":
+            vals = [r["val_loss"] for r in rs]
+            out["fixed_rel"] = statistics.stdev(vals) / statistics.mean(vals)
+            out["fixed_values"] = vals
+        else:
+            out.setdefault("gap", {})[name] = {"sd": statistics.stdev(r["gap"] for r in rs),
+                                               "values": [r["gap"] for r in rs]}
+        out["at"] = f"w{w} v{v} L{L} T{T}"
+    gaps = [g["sd"] for g in out.get("gap", {}).values()]
+    # the noise of one gap: measured where available, else two independent runs' worth of the fixed loss noise
+    out["sigma_gap"] = max(gaps) if gaps else math.sqrt(2) * out.get("fixed_rel", 0.005)
+    return out
+
+
+def fit_law(xs: list[float], gaps: list[float], sigma: float, targets=(0.01, 0.005), n_boot: int = 2000) -> dict:
+    """log gap = log a - b log x by least squares; where it crosses each target gap, with a 68% interval
+    from refits of the gaps perturbed by the seed noise ``sigma``. Needs >= 3 points with positive gaps."""
+    import numpy as np
+
+    x, g = np.log(np.asarray(xs, float)), np.asarray(gaps, float)
+    ok = g > 0
+    if ok.sum() < 3:
+        return {"n": int(ok.sum()), "note": "fewer than 3 positive gaps: no law"}
+
+    def fit(gv):
+        keep = gv > 0
+        A = np.stack([np.ones(keep.sum()), -x[keep]], 1)
+        (la, b), *_ = np.linalg.lstsq(A, np.log(gv[keep]), rcond=None)
+        return la, b
+
+    la, b = fit(g)
+    rng = np.random.default_rng(0)
+    boot = [fit(g + rng.normal(0, sigma, g.shape)) for _ in range(n_boot)]
+    out = {"n": int(ok.sum()), "a": float(math.exp(la)), "b": float(b),
+           "b_68": [float(np.percentile([bb for _, bb in boot], q)) for q in (16, 84)]}
+    for t in targets:
+        def cross(la_, b_):
+            return math.exp((la_ - math.log(t)) / b_) if abs(b_) > 1e-6 else math.inf
+        xs_b = sorted(cross(*p) for p in boot)
+        out[f"x_at_{t:g}"] = cross(la, b)
+        out[f"x_at_{t:g}_68"] = [xs_b[int(0.16 * n_boot)], xs_b[int(0.84 * n_boot)]]
+    return out
+
+
+def fit_breakeven(xs: list[float], gaps: list[float], sigma: float, n_boot: int = 2000) -> dict:
+    """gap_matched = c0 + c1 log x by least squares (it changes sign, so no power law): where it crosses 0
+    (growth pays on the side where it is negative), with a 68% interval from refits under the seed noise."""
+    import numpy as np
+
+    x, g = np.log(np.asarray(xs, float)), np.asarray(gaps, float)
+    A = np.stack([np.ones_like(x), x], 1)
+
+    def fit(gv):
+        (c0, c1), *_ = np.linalg.lstsq(A, gv, rcond=None)
+        return c0, c1
+
+    def zero(c0, c1):
+        return math.exp(-c0 / c1) if abs(c1) > 1e-9 and abs(c0 / c1) < 50 else math.inf
+
+    c0, c1 = fit(g)
+    rng = np.random.default_rng(0)
+    zs = sorted(zero(*fit(g + rng.normal(0, sigma, g.shape))) for _ in range(n_boot))
+    return {"n": len(xs), "c0": float(c0), "c1": float(c1), "x_at_0": zero(c0, c1),
+            "x_at_0_68": [zs[int(0.16 * n_boot)], zs[int(0.84 * n_boot)]]}
+
+
+def laws(rows: list[dict], sigma: float, seed: int) -> dict:
+    axes = {"T": dict(width=32, vocab=512, layers=8), "layers": dict(width=32, vocab=512, T=1500),
+            "width": None}
+    out = {}
+    for axis, fixed in axes.items():
+        for name in LAW_RUNS:
+            for kind in ("gap", "gap_matched"):
+                if kind == "gap_matched" and name.startswith("fixed"):
+                    continue
+                sel = [r for r in rows if r["name"] == name and r["schedule"] == "wsd" and r["seed"] == seed
+                       and kind in r and (fixed is None and width_point(r["width"]).vocab == r["vocab"]
+                                          and width_point(r["width"]).T == r["T"]
+                                          or fixed is not None and all(r[k] == v for k, v in fixed.items()))]
+                xs = {r[axis]: r[kind] for r in sel}
+                if len(xs) < 3:
+                    continue
+                pts = sorted(xs.items())
+                fitter = fit_law if kind == "gap" else fit_breakeven
+                law = fitter([p[0] for p in pts], [p[1] for p in pts], sigma)
+                out[f"{axis}/{name}/{kind}"] = {"axis": axis, "name": name, "kind": kind,
+                                               "points": pts, **law}
+    return out
+
+
+def markdown(rows: list[dict], noise: dict, fitted: dict, meta: dict) -> str:
+    def pct(x):
+        return "-" if x is None else f"{100 * x:+.2f}%"
+
+    lines = ["# Growth scaling study (CPU)", "",
+             f"{meta['runs']} runs stored; GPT2-shaped, head dim 16, seq 128, {TOKENS_PER_ITER} tokens/iteration, "
+             "Muon-NSGD LR 1e-2, demo corpus. gap: vs the fixed run of the point; gap_matched: vs the fixed-size "
+             "frontier at the same compute (6N, all parameters); negative gap_matched = growth wins.", "",
+             "## Runs by point", "",
+             "| point | run | val loss | gap | compute 6N | exact | non-emb | gap_matched | t_mix | jump at growth |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["width"], r["vocab"], r["layers"], r["T"], r["seed"], r["schedule"],
+                                          r["name"])):
+        tm = "-" if r.get("tau") is None else ("never" if r.get("t_mix") is None else str(r["t_mix"]))
+        jump = "-" if r.get("loss_jump") is None else f"{r['loss_jump']:+.3f}"
+        lines.append(f"| {r['point']}{'' if r['schedule'] == 'wsd' else ' cos'} | {r['name']} | {r['val_loss']:.4f} | "
+                     f"{pct(r['gap'])} | {r['compute']:.3f} | {r['compute_exact']:.3f} | {r['compute_nonemb']:.3f} | "
+                     f"{pct(r.get('gap_matched'))} | {tm} | {jump} |")
+    lines += ["", "## Seed noise", ""]
+    if "fixed_rel" in noise:
+        lines.append(f"At {noise['at']}: fixed-run held-out loss over 3 seeds {noise['fixed_values']} "
+                     f"(relative sd {100 * noise['fixed_rel']:.2f}%).")
+    for name, g in noise.get("gap", {}).items():
+        lines.append(f"Gap of {name} over 3 seeds: {', '.join(pct(v) for v in g['values'])} (sd {100 * g['sd']:.2f} "
+                     "points).")
+    lines.append(f"Error bars and law intervals use sigma_gap = {100 * noise['sigma_gap']:.2f} points.")
+    tmix = {(r["tau"], r["schedule"]): r for r in rows if r["name"].startswith("p0-random-")
+            and r["point"] == Point(T=1500, seed=meta["seed"]).tag and r["name"].count("-") <= 3
+            and r["tau"] in TMIX_TAUS}
+    if tmix:
+        lines += ["", "## t_mix vs tau (p0-random, w32 L8 T1500; t_mix: iterations after tau until the smoothed "
+                  "train loss stays within 1% of the fixed run's of the same schedule)", "",
+                  "| tau | WSD t_mix | WSD gap | cosine t_mix | cosine gap |", "|---:|---:|---:|---:|---:|"]
+        for tau in TMIX_TAUS:
+            cells = []
+            for sched in ("wsd", "cosine"):
+                r = tmix.get((tau, sched))
+                cells += ["-", "-"] if r is None else [
+                    "never" if r.get("t_mix") is None else str(r["t_mix"]), pct(r["gap"])]
+            lines.append(f"| {tau}T | " + " | ".join(cells) + " |")
+    base_tag = Point(T=1500, seed=meta["seed"]).tag
+    at = {r["name"]: r for r in rows if r["point"] == base_tag and r["schedule"] == "wsd"}
+    variants = [(name, base) for name, (base, _) in RECIPES.items() if name in at and base in at]
+    if variants:
+        sigma = noise["sigma_gap"]
+        lines += ["", f"## Recipe variants (w32 L8 T1500), each against the same fixed run; kept only if its gap "
+                  f"beats its base's by more than the seed noise ({100 * sigma:.2f} points)", "",
+                  "| variant | flags | val loss | gap | gap_matched | vs base | verdict |", "|---|---|---:|---:|---:|---:|---|"]
+        for name, base in variants:
+            r, b = at[name], at[base]
+            d = r["gap"] - b["gap"]
+            verdict = "wins" if d < -sigma else "loses" if d > sigma else "no difference"
+            lines.append(f"| {name} | `{' '.join(RECIPES[name][1])}` | {r['val_loss']:.4f} | {pct(r['gap'])} | "
+                         f"{pct(r.get('gap_matched'))} | {100 * d:+.2f} pts vs {base} | {verdict} |")
+    lines += ["", "## Laws: gap = a x^-b", "",
+              "| axis | run | gap kind | points | a | b (68%) | x at 1% (68%) | x at 0.5% (68%) |",
+              "|---|---|---|---|---:|---:|---:|---:|"]
+
+    def x(v):
+        return "inf" if v == math.inf else f"{v:.3g}"
+
+    for law in fitted.values():
+        pts = ", ".join(f"{p[0]:g}: {pct(p[1])}" for p in law["points"])
+        if law["kind"] == "gap_matched":
+            continue
+        if "a" not in law:
+            lines.append(f"| {law['axis']} | {law['name']} | {law['kind']} | {pts} | - | - | {law['note']} | |")
+            continue
+        lines.append(f"| {law['axis']} | {law['name']} | {law['kind']} | {pts} | {law['a']:.3g} | {law['b']:.2f} "
+                     f"({law['b_68'][0]:.2f}..{law['b_68'][1]:.2f}) | {x(law['x_at_0.01'])} "
+                     f"({x(law['x_at_0.01_68'][0])}..{x(law['x_at_0.01_68'][1])}) | {x(law['x_at_0.005'])} "
+                     f"({x(law['x_at_0.005_68'][0])}..{x(law['x_at_0.005_68'][1])}) |")
+    lines += ["", "## Break-even: gap_matched = c0 + c1 ln x (growth pays where it is negative)", "",
+              "| axis | run | points | c0 | c1 | gap_matched = 0 at x (68%) |", "|---|---|---|---:|---:|---:|"]
+    for law in fitted.values():
+        if law["kind"] != "gap_matched":
+            continue
+        pts = ", ".join(f"{p[0]:g}: {pct(p[1])}" for p in law["points"])
+        lines.append(f"| {law['axis']} | {law['name']} | {pts} | {100 * law['c0']:+.2f}% | {100 * law['c1']:+.2f}% | "
+                     f"{x(law['x_at_0'])} ({x(law['x_at_0_68'][0])}..{x(law['x_at_0_68'][1])}) |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], fitted: dict, sigma: float, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    axes_names = [a for a in ("T", "layers", "width") if any(v["axis"] == a for v in fitted.values())]
+    fig, axes = plt.subplots(2, max(1, len(axes_names)), figsize=(5.5 * max(1, len(axes_names)), 9), squeeze=False)
+    colors = dict(zip(LAW_RUNS, plt.get_cmap("tab10").colors))
+    for j, axis in enumerate(axes_names):
+        for i, kind in enumerate(("gap", "gap_matched")):
+            ax = axes[i][j]
+            for law in fitted.values():
+                if law["axis"] != axis or law["kind"] != kind:
+                    continue
+                xs, ys = zip(*law["points"])
+                c = colors[law["name"]]
+                ax.errorbar(xs, [100 * y for y in ys], yerr=100 * sigma, fmt="o", color=c, label=law["name"],
+                            capsize=3)
+                grid = np.geomspace(min(xs) / 2, max(xs) * 4, 50)
+                if "a" in law:
+                    ax.plot(grid, 100 * law["a"] * grid ** -law["b"], "-", color=c, lw=1)
+                if "c1" in law:
+                    ax.plot(grid, 100 * (law["c0"] + law["c1"] * np.log(grid)), "-", color=c, lw=1)
+            ax.axhline(1, color="k", ls=":", lw=0.8)
+            ax.axhline(0.5, color="k", ls="--", lw=0.8)
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.set_xscale("log")
+            if kind == "gap":
+                ax.set_yscale("log")
+            ax.set_xlabel({"T": "iterations T (2048 tokens each)", "layers": "target depth L",
+                           "width": "width (vocab scaled, 12 tokens/param)"}[axis])
+            ax.set_ylabel("gap vs fixed (%)" if kind == "gap" else "gap vs fixed-size frontier at equal compute (%)")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_frontiers(rows: list[dict], path: str) -> None:
+    """Held-out loss vs compute (6N, relative to the fixed run) at each point of the T and depth axes:
+    the fixed-size frontier as a line, each grown run as a marker (below the line: growth pays)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted({(r["layers"], r["T"], r["point"]) for r in rows if r["width"] == 32 and r["vocab"] == 512
+                     and r["seed"] == Point().seed and r["frontier_points"] >= 3 and r["schedule"] == "wsd"})
+    if not points:
+        return
+    fig, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 4), squeeze=False)
+    colors = dict(zip(LAW_RUNS, plt.get_cmap("tab10").colors))
+    for ax, (L, T, tag) in zip(axes[0], points):
+        at = [r for r in rows if r["point"] == tag and r["schedule"] == "wsd"]
+        fixed = sorted((r["compute"], r["val_loss"]) for r in at if r["name"] in {f.name for f in FIXED})
+        ax.plot(*zip(*fixed), "k-o", label="fixed-size (0.35, 0.6, 1.0 T)")
+        for r in at:
+            if r["name"] in colors and r["name"] not in {f.name for f in FIXED}:
+                ax.plot(r["compute"], r["val_loss"], "s", color=colors[r["name"]], label=r["name"])
+        ax.set_title(f"L{L}, T {T}")
+        ax.set_xlabel("compute / fixed run's (6N, all params)")
+        ax.set_ylabel("held-out loss")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def analyse(results: list[dict], seed: int) -> None:
+    rows = point_table(results)
+    noise = seed_noise(rows)
+    fitted = laws(rows, noise["sigma_gap"], seed)
+    meta = {"runs": len(results), "seed": seed}
+    stem = os.path.join(RESULTS, "growth_scaling")
+    write(stem, {"meta": meta, "noise": noise, "laws": fitted, "rows": rows}, markdown(rows, noise, fitted, meta))
+    if fitted:
+        plot(rows, fitted, noise["sigma_gap"], stem + ".png")
+    plot_frontiers(rows, stem + "_frontier.png")
+    print(f"wrote {stem}.json/.md" + (", .png" if fitted else "") + ", _frontier.png")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--axes", default="T,seeds,recipe,tmix,depth,width",
+                    help="comma-separated parts, run in the order given (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="concurrent single-process runs (one per core)")
+    ap.add_argument("--reuse", action="store_true", help="skip runs already stored under benchmarks/results/growth_scaling")
+    ap.add_argument("--dry-run", action="store_true", help="list the runs and their expected core-time")
+    ap.add_argument("--analyse-only", action="store_true", help="only tables, laws and plots from stored runs")
+    ap.add_argument("--max-hours", type=float, default=None, help="start no new run after this many hours")
+    args = ap.parse_args(argv)
+    seed = Point().seed
+    jobs = plan(args.axes.split(","), seed)
+    todo = [j for j in jobs if not (args.reuse and load(j))]
+    total = sum(j.core_seconds() for j in todo)
+    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} stored; to run: {len(todo)}, ~{total / 3600:.1f} core-hours "
+          f"(~{total / 3600 / args.jobs:.1f} h with {args.jobs} jobs)")
+    for j in todo:
+        print(f"  {j.key:55s} ~{j.core_seconds() / 60:.1f} min")
+    if args.dry_run:
+        return
+    if not args.analyse_only and todo:
+        from megatron_grow.data.corpus import demo_corpus
+
+        os.environ["OMP_NUM_THREADS"] = "1"  # one core per job
+        data = {v: demo_corpus(vocab_size=v) for v in sorted({j.point.vocab for j in todo})}
+        t0 = time.time()
+        with cf.ThreadPoolExecutor(args.jobs) as pool:
+            def one(job):
+                if args.max_hours and time.time() - t0 > 3600 * args.max_hours:
+                    return job, None
+                return job, execute(job, data)
+
+            for fut in cf.as_completed([pool.submit(one, j) for j in todo]):
+                try:
+                    job, out = fut.result()
+                except RuntimeError as e:
+                    print(f"FAILED: {e}", flush=True)
+                    continue
+                if out is not None:
+                    print(f"{time.strftime('%H:%M:%S')} {job.key:55s} val {out['val_loss']:.4f} "
+                          f"({out['job_wall_s']:.0f}s)", flush=True)
+    stored = [r for r in (load(j) for j in jobs) if r]
+    if stored:
+        analyse(stored, seed)
+
+
+if __name__ == "__main__":
+    main()
