@@ -25,7 +25,7 @@ Growth pays where gap_matched < 0 by more than the seed noise.
 Axes (all GPT2-shaped, head dimension 16, seq 128, 16 x 128 tokens per iteration, Muon-NSGD LR
 1e-2, the bundled demo corpus):
   T      width 32, vocab 512, L 8; T = 375, 750, 1500, 3000 (8x)
-  depth  width 32, vocab 512, T 1500; L = 4, 8, 16
+  depth  width 32, vocab 512, T 1500; L = 4, 8, 16 (fixed, fixed-0.35, p0-random-0.8, p1-copy_zeroL-0.8)
   width  ~25% embedding share (vocab scaled with width: 16/512, 32/1024, 64/2048), L 8,
          T set for 12 tokens per parameter
   seeds  fixed and p1-copy_zeroL-0.8 at seeds 1, 2 (point T 1500): the noise of a gap
@@ -75,10 +75,9 @@ RECIPES = {
     "p0-random-0.8+lr3to1": ("p0-random-0.8", ["--grow-new-layer-lr-mult", "3", "--grow-new-layer-lr-iters", "150"]),
     "p0-random-0.8+rewarm": ("p0-random-0.8", ["--grow-new-layer-lr-mult", "0", "--grow-new-layer-lr-iters", "50"]),
     "p0-random-0.8+depthmup": ("p0-random-0.8", ["--mup-base-num-layers", "1"]),
-    # AdamW (its fixed-size baseline at two LRs; growth at the better one is added once that is known)
-    "fixed+adam3e-3": ("fixed", ["--optimizer", "adam", "--lr", "3e-3"]),
-    "fixed+adam1e-2": ("fixed", ["--optimizer", "adam", "--lr", "1e-2"]),
-    "p1-copy_zeroL-0.8+adam3e-3": ("p1-copy_zeroL-0.8", ["--optimizer", "adam", "--lr", "3e-3"]),
+    # AdamW at the LR benchmarks/optimizer_sweep.py found best (5e-3), fixed-size and grown
+    "fixed+adam5e-3": ("fixed", ["--optimizer", "adam", "--lr", "5e-3"]),
+    "p1-copy_zeroL-0.8+adam5e-3": ("p1-copy_zeroL-0.8", ["--optimizer", "adam", "--lr", "5e-3"]),
 }
 
 
@@ -161,8 +160,9 @@ def _seeds(add, seed):
 
 
 def _depth(add, seed):
+    core = [r for r in GROWN if r.name in ("p0-random-0.8", "p1-copy_zeroL-0.8")]
     for L in (4, 8, 16):
-        add(Point(layers=L, T=1500, seed=seed), FIXED + GROWN)
+        add(Point(layers=L, T=1500, seed=seed), [FIXED[0], FIXED[2], *core])
 
 
 def _width(add, seed):
@@ -172,9 +172,9 @@ def _width(add, seed):
 
 def _tmix(add, seed):
     p = Point(T=1500, seed=seed)
-    add(p, [FIXED[0], Run("fixed-cos", None, schedule="cosine")])
-    for tau in TMIX_TAUS:
-        add(p, [Run(f"p0-random-{tau}", 0, tau), Run(f"p0-random-{tau}-cos", 0, tau, schedule="cosine")])
+    add(p, [FIXED[0], *(Run(f"p0-random-{tau}", 0, tau) for tau in TMIX_TAUS)])
+    add(p, [Run("fixed-cos", None, schedule="cosine"),
+            *(Run(f"p0-random-{tau}-cos", 0, tau, schedule="cosine") for tau in TMIX_TAUS)])
 
 
 def _recipe(add, seed):
@@ -185,6 +185,50 @@ def _recipe(add, seed):
 
 
 AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "tmix": _tmix, "recipe": _recipe}
+
+
+def import_progressive_vs_fixed(path: str, jobs: list[Job]) -> list[str]:
+    """Store the runs of a ``benchmarks/progressive_vs_fixed.py --scale cpu`` result (same model, data and
+    flags as the w32-v512-L8 point of its T; 2 processes x micro-batch 8 instead of 1 x 16, which gives the
+    same losses to fp32 rounding) as runs of this study, marked ``imported_from``. They carry no
+    per-iteration train curve, so their t_mix is the one that benchmark computed. Returns the keys stored."""
+    with open(path) as f:
+        res = json.load(f)
+    meta = res["meta"]
+    if meta["scale"] != "cpu" or meta["optimizer"] != "muon-nsgd" or meta["layers"] != 8:
+        raise SystemExit(f"--import {path}: only a --scale cpu, muon-nsgd, 8-layer result matches this study")
+    point = Point(T=meta["train_iters"])
+    stored = []
+    for row in res["runs"]:
+        job = next((j for j in jobs if j.point == point and j.name == row["name"] and not j.extra), None)
+        if job is None and row["source_layers"] is None and row["schedule"] == "wsd" and row["name"].endswith("T"):
+            job = Job(point, Run(row["name"], None, length=float(row["name"][len("fixed-"):-1])))  # fixed-0.4T
+        if job is None or load(job):
+            continue
+        out = {k: v for k, v in row.items() if not k.endswith("_ratio") and k != "gap_pct"}
+        out.update(key=job.key, point=dataclasses.asdict(point), extra=[], imported_from=os.path.relpath(path, RESULTS))
+        _store(job, out)
+        stored.append(job.key)
+    return stored
+
+
+def extra_stored(jobs: list[Job]) -> list[dict]:
+    """Stored runs at the points of ``jobs`` that no job names (imported extra frontier points)."""
+    keys, tags = {j.key for j in jobs}, {j.point.tag for j in jobs}
+    out = []
+    for fn in sorted(os.listdir(os.path.join(OUT, "runs"))) if os.path.isdir(os.path.join(OUT, "runs")) else []:
+        with open(os.path.join(OUT, "runs", fn)) as f:
+            r = json.load(f)
+        if r["key"] not in keys and Point(**r["point"]).tag in tags:
+            out.append(r)
+    return out
+
+
+def _store(job: Job, out: dict) -> None:
+    os.makedirs(os.path.dirname(run_path(job)), exist_ok=True)
+    with open(run_path(job) + ".tmp", "w") as f:
+        json.dump(out, f)
+    os.replace(run_path(job) + ".tmp", run_path(job))
 
 
 def run_path(job: Job) -> str:
@@ -211,10 +255,7 @@ def execute(job: Job, data: dict[int, tuple[str, str]]) -> dict:
     out.update(name=job.name, key=job.key, point=dataclasses.asdict(p), extra=list(job.extra), flags=flags,
                train_curve=[[r["iter"], round(r["lm_loss"], 5)] for r in rec if "lm_loss" in r],
                params=_params(rec))
-    os.makedirs(os.path.dirname(run_path(job)), exist_ok=True)
-    with open(run_path(job) + ".tmp", "w") as f:
-        json.dump(out, f)
-    os.replace(run_path(job) + ".tmp", run_path(job))
+    _store(job, out)
     os.remove(metrics)
     os.remove(metrics + ".log")
     return out
@@ -268,9 +309,10 @@ def point_table(results: list[dict], conv: str = "cum_flops_6n") -> list[dict]:
                 if r["tau_fraction"] is not None:
                     from megatron_grow.growth.tau import mixing_time
 
-                    mix = mixing_time(_records(ref), _records(r), tolerance=0.01, metric="lm_loss")
-                    row["t_mix"] = mix["t_mix"]
-                    row["tau_iter"] = mix["tau_pilot"]
+                    imported = "train_curve" not in r or "train_curve" not in ref
+                    mix = r.get("mixing") if imported else mixing_time(_records(ref), _records(r), 0.01, "lm_loss")
+                    row["t_mix"] = mix["t_mix"] if mix else None
+                    row["tau_iter"] = r["grow_event"]["iter"]
                     row["loss_jump"] = r["grow_event"]["loss_after"] - r["grow_event"]["loss_before"]
                 rows.append(row)
     return rows
@@ -333,7 +375,8 @@ def fit_law(xs: list[float], gaps: list[float], sigma: float, targets=(0.01, 0.0
            "b_68": [float(np.percentile([bb for _, bb in boot], q)) for q in (16, 84)]}
     for t in targets:
         def cross(la_, b_):
-            return math.exp((la_ - math.log(t)) / b_) if abs(b_) > 1e-6 else math.inf
+            e = (la_ - math.log(t)) / b_ if abs(b_) > 1e-6 else math.inf
+            return math.exp(e) if abs(e) < 50 else (math.inf if e > 0 else 0.0)
         xs_b = sorted(cross(*p) for p in boot)
         out[f"x_at_{t:g}"] = cross(la, b)
         out[f"x_at_{t:g}_68"] = [xs_b[int(0.16 * n_boot)], xs_b[int(0.84 * n_boot)]]
@@ -561,9 +604,13 @@ def main(argv=None):
     ap.add_argument("--dry-run", action="store_true", help="list the runs and their expected core-time")
     ap.add_argument("--analyse-only", action="store_true", help="only tables, laws and plots from stored runs")
     ap.add_argument("--max-hours", type=float, default=None, help="start no new run after this many hours")
+    ap.add_argument("--import", dest="import_", metavar="JSON",
+                    help="first store the runs of a progressive_vs_fixed.py --scale cpu result as this study's")
     args = ap.parse_args(argv)
     seed = Point().seed
     jobs = plan(args.axes.split(","), seed)
+    if args.import_ and not args.dry_run:
+        print(f"imported: {', '.join(import_progressive_vs_fixed(args.import_, jobs)) or 'nothing new'}")
     todo = [j for j in jobs if not (args.reuse and load(j))]
     total = sum(j.core_seconds() for j in todo)
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} stored; to run: {len(todo)}, ~{total / 3600:.1f} core-hours "
@@ -593,7 +640,7 @@ def main(argv=None):
                 if out is not None:
                     print(f"{time.strftime('%H:%M:%S')} {job.key:55s} val {out['val_loss']:.4f} "
                           f"({out['job_wall_s']:.0f}s)", flush=True)
-    stored = [r for r in (load(j) for j in jobs) if r]
+    stored = [r for r in (load(j) for j in jobs) if r] + extra_stored(jobs)
     if stored:
         analyse(stored, seed)
 
