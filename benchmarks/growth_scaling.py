@@ -29,6 +29,7 @@ Axes (all GPT2-shaped, head dimension 16, seq 128, 16 x 128 tokens per iteration
   width  ~25% embedding share (vocab scaled with width: 16/512, 32/1024, 64/2048), L 8,
          T set for 12 tokens per parameter
   seeds  fixed and p1-copy_zeroL-0.8 at seeds 1, 2 (point T 1500): the noise of a gap
+  w16    the width-16 point again: two more seeds, the stack placement, tau 0.88 T (under 0.45x in 6N)
   tmix   p0-random grown at 0.1, 0.3, 0.5, 0.7 T (T 1500), WSD and cosine: t_mix vs tau
   recipe variants of the 0.8 T growth at T 1500 (each against the same fixed baseline)
 Laws: log gap = log a - b log x per progressive setting and axis, fitted by least squares;
@@ -187,7 +188,24 @@ def _recipe(add, seed):
         add(p, [next(r for r in FIXED + GROWN if r.name == base)], extra, name)
 
 
-AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "tmix": _tmix, "recipe": _recipe}
+def _w16(add, seed):
+    """The width-16 point, where growth came within 1%: its seed noise, the stack placement, and a
+    later tau that brings the 1-layer recipe under 0.45x compute in the total-parameter convention."""
+    p = dataclasses.replace(width_point(16), seed=seed)
+    for s in (1, 2):
+        add(dataclasses.replace(p, seed=seed + s), [FIXED[0], GROWN[2]])
+    add(p, [GROWN[2]], RECIPES["p1-copy_zeroL-0.8-stack"][1], "p1-copy_zeroL-0.8-stack")
+    late = Run("p1-copy_zeroL-0.88", 1, 0.88, "copy_zeroL")
+    for s in (0, 1, 2):
+        q = dataclasses.replace(p, seed=seed + s)
+        add(q, [late])
+        add(q, [late], RECIPES["p1-copy_zeroL-0.8-stack"][1], "p1-copy_zeroL-0.88-stack")
+    for lr in ("5e-3", "2e-2", "4e-2", "8e-2"):  # is the fixed run's LR (tuned at width 32) still right at width 16, T 225?
+        add(p, [FIXED[0]], ["--lr", lr], f"fixed+lr{lr}")
+        add(p, [late], ["--lr", lr, *RECIPES["p1-copy_zeroL-0.8-stack"][1]], f"p1-copy_zeroL-0.88-stack+lr{lr}")
+
+
+AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "w16": _w16, "tmix": _tmix, "recipe": _recipe}
 
 
 def import_progressive_vs_fixed(path: str, jobs: list[Job]) -> list[str]:
@@ -355,21 +373,21 @@ def seed_noise(rows: list[dict]) -> dict:
     for r in rows:
         key = (r["width"], r["vocab"], r["layers"], r["T"], r["name"], r["schedule"])
         groups.setdefault(key, []).append(r)
-    out = {}
+    out = {"fixed": {}, "gap": {}}
     for (w, v, L, T, name, _), rs in groups.items():
         if len(rs) < 3:
             continue
+        at = f"w{w} v{v} L{L} T{T}"
         if name == "fixed":
             vals = [r["val_loss"] for r in rs]
-            out["fixed_rel"] = statistics.stdev(vals) / statistics.mean(vals)
-            out["fixed_values"] = vals
+            out["fixed"][at] = {"rel": statistics.stdev(vals) / statistics.mean(vals), "values": vals}
         else:
-            out.setdefault("gap", {})[name] = {"sd": statistics.stdev(r["gap"] for r in rs),
-                                               "values": [r["gap"] for r in rs]}
-        out["at"] = f"w{w} v{v} L{L} T{T}"
-    gaps = [g["sd"] for g in out.get("gap", {}).values()]
-    # the noise of one gap: measured where available, else two independent runs' worth of the fixed loss noise
-    out["sigma_gap"] = max(gaps) if gaps else math.sqrt(2) * out.get("fixed_rel", 0.005)
+            out["gap"][f"{name} at {at}"] = {"sd": statistics.stdev(r["gap"] for r in rs),
+                                             "values": [r["gap"] for r in rs]}
+    gaps = [g["sd"] for g in out["gap"].values()]
+    rel = [f["rel"] for f in out["fixed"].values()]
+    # the noise of one gap: the largest measured, else two independent runs' worth of the fixed loss noise
+    out["sigma_gap"] = max(gaps) if gaps else math.sqrt(2) * max(rel, default=0.005)
     return out
 
 
@@ -469,10 +487,10 @@ def markdown(rows: list[dict], noise: dict, fitted: dict, meta: dict) -> str:
                      f"{pct(r['gap'])} | {r['compute']:.3f} | {r['compute_exact']:.3f} | {r['compute_nonemb']:.3f} | "
                      f"{pct(r.get('gap_matched'))} | {tm} | {jump} |")
     lines += ["", "## Seed noise", ""]
-    if "fixed_rel" in noise:
-        lines.append(f"At {noise['at']}: fixed-run held-out loss over 3 seeds {noise['fixed_values']} "
-                     f"(relative sd {100 * noise['fixed_rel']:.2f}%).")
-    for name, g in noise.get("gap", {}).items():
+    for at, f in noise["fixed"].items():
+        lines.append(f"At {at}: fixed-run held-out loss over 3 seeds {', '.join(f'{v:.4f}' for v in f['values'])} "
+                     f"(relative sd {100 * f['rel']:.2f}%).")
+    for name, g in noise["gap"].items():
         lines.append(f"Gap of {name} over 3 seeds: {', '.join(pct(v) for v in g['values'])} (sd {100 * g['sd']:.2f} "
                      "points).")
     lines.append(f"Error bars and law intervals use sigma_gap = {100 * noise['sigma_gap']:.2f} points.")
@@ -632,7 +650,7 @@ def analyse(results: list[dict], seed: int) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--axes", default="T,seeds,recipe,tmix,depth,width",
+    ap.add_argument("--axes", default="T,seeds,recipe,depth,tmix,w16,width",
                     help="comma-separated parts, run in the order given (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="concurrent single-process runs (one per core)")
     ap.add_argument("--reuse", action="store_true", help="skip runs already stored under benchmarks/results/growth_scaling")
