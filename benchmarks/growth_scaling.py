@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -51,7 +52,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.launch import RESULTS, train, write  # noqa: E402
-from benchmarks.progressive_vs_fixed import Run, summarise  # noqa: E402
+from benchmarks.progressive_vs_fixed import Run, _cfg, summarise  # noqa: E402
 
 OUT = os.path.join(RESULTS, "growth_scaling")
 HEAD_DIM = 16
@@ -127,11 +128,14 @@ class Job:
         return (r.tau * p.T * src + (1 - r.tau) * p.T) * step + 25
 
 
+@functools.lru_cache(maxsize=None)
 def width_point(width: int) -> Point:
     """Vocabulary scaled with width (~25% embedding share at 8 layers), T for 12 tokens/parameter."""
-    vocab = 512 * width // 16
-    params = (vocab + 128) * width + 8 * (12 * width * width + 13 * width) + 2 * width
-    return Point(width=width, vocab=vocab, layers=8, T=int(round(12 * params / TOKENS_PER_ITER / 25)) * 25)
+    from megatron_grow import flops
+
+    point = Point(width=width, vocab=512 * width // 16, layers=8)
+    cfg = _cfg(point.flags("demo", "") + ["--num-layers", "8"], [], point.vocab)
+    return dataclasses.replace(point, T=int(round(12 * flops.param_count(cfg) / TOKENS_PER_ITER / 25)) * 25)
 
 
 def plan(axes: list[str], seed: int) -> list[Job]:
@@ -274,18 +278,11 @@ def execute(job: Job, data: dict[int, tuple[str, str]]) -> dict:
     rec = res["records"]
     out = summarise(job.run, rec, None, res["wall_s"])
     out.update(name=job.name, key=job.key, point=dataclasses.asdict(p), extra=list(job.extra), flags=flags,
-               train_curve=[[r["iter"], round(r["lm_loss"], 5)] for r in rec if "lm_loss" in r],
-               params=_params(rec))
+               train_curve=[[r["iter"], round(r["lm_loss"], 5)] for r in rec if "lm_loss" in r])
     _store(job, out)
     os.remove(metrics)
     os.remove(metrics + ".log")
     return out
-
-
-def _params(records: list[dict]) -> dict:
-    """Per-iteration FLOPs of the last logged iteration (the target's) in each convention."""
-    its = [r for r in records if "flops" in r]
-    return {k: its[-1][k] for k in ("flops", "flops_6n", "flops_6n_nonemb")}
 
 
 # ---------------------------------------------------------------------------------------------- analysis

@@ -27,6 +27,12 @@ _EXPERT = re.compile(r"^(.*\.local_experts\.)(\d+)(\..*)$")
 OUTPUT_PROJECTIONS = ("self_attention.linear_proj.weight", "linear_fc2.weight")
 
 
+def layer_index(global_name: str) -> int | None:
+    """The global decoder layer a parameter belongs to (None: embeddings, final norm, head)."""
+    m = _LAYER.match(global_name)
+    return int(m.group(2)) if m else None
+
+
 def is_expert(name: str) -> bool:
     """A routed expert's parameter (split over the expert-parallel group, not the DP group)."""
     return ".local_experts." in name

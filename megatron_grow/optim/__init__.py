@@ -29,7 +29,7 @@ class Optimizer:
 
     def __init__(self, model, cfg):
         from megatron_grow import mup
-        from megatron_grow.models.init import global_names, is_expert
+        from megatron_grow.models.init import global_names, is_expert, layer_index
 
         self.model = model
         self.clip_grad = cfg.clip_grad
@@ -89,15 +89,13 @@ class Optimizer:
         scale = self.clip_grad / (norm + 1e-6) if self.clip_grad and norm > self.clip_grad else 1.0
         for p, m in zip(self.params, self.masters):
             m.grad = p.main_grad.float() * scale if scale != 1.0 else p.main_grad.float()
-        scheduled = [g["lr"] for g in self.optimizer.param_groups]
-        if self.new_layer_lr is not None and iteration is not None:
-            factor = self.new_layer_lr(iteration)
-            for g in self.optimizer.param_groups:
-                if g.get("new_layers"):
-                    g["lr"] *= factor
-                    self.last_new_layer_lr = g["lr"]
+        new = [g for g in self.optimizer.param_groups if g.get("new_layers")] if iteration is not None else []
+        scheduled = [g["lr"] for g in new]
+        for g in new:  # this step only: the scheduler's values stay its own
+            g["lr"] *= self.new_layer_lr(iteration)
+            self.last_new_layer_lr = g["lr"]
         self.optimizer.step()
-        for g, lr in zip(self.optimizer.param_groups, scheduled):  # the scheduler's values stay its own
+        for g, lr in zip(new, scheduled):
             g["lr"] = lr
         for p, m in zip(self.params, self.masters):
             m.grad = None
@@ -158,14 +156,6 @@ class Optimizer:
         with torch.no_grad():
             for i, t in masters.items():
                 flat[i].copy_(t)
-
-
-def layer_index(global_name: str) -> int | None:
-    """The global decoder layer a parameter belongs to (None: embeddings, final norm, head)."""
-    from megatron_grow.models.init import _LAYER
-
-    m = _LAYER.match(global_name)
-    return int(m.group(2)) if m else None
 
 
 def new_layers(cfg) -> set[int]:
