@@ -65,7 +65,7 @@ STEP_S = {16: 0.16, 32: 0.3, 64: 0.7}  # measured seconds per iteration of an 8-
 FIXED = [Run("fixed", None), Run("fixed-0.6", None, length=0.6), Run("fixed-0.35", None, length=0.35)]
 GROWN = [Run("p0-random-0.8", 0, 0.8), Run("p0-random-0.5", 0, 0.5), Run("p1-copy_zeroL-0.8", 1, 0.8, "copy_zeroL"),
          Run("p1-copy_zeroL-0.5", 1, 0.5, "copy_zeroL"), Run("p1-copy-0.5", 1, 0.5, "copy")]
-LAW_RUNS = [r.name for r in GROWN] + ["fixed-0.35"]
+LAW_RUNS = [r.name for r in GROWN] + ["p1-copy_zeroL-2step", "fixed-0.35"]
 TMIX_TAUS = (0.1, 0.3, 0.5, 0.7)
 # recipe variants (issue 13, item 3): name -> (base run, extra trainer flags)
 RECIPES = {
@@ -81,7 +81,16 @@ RECIPES = {
     # AdamW at the LR benchmarks/optimizer_sweep.py found best (5e-3), fixed-size and grown
     "fixed+adam5e-3": ("fixed", ["--optimizer", "adam", "--lr", "5e-3"]),
     "p1-copy_zeroL-0.8+adam5e-3": ("p1-copy_zeroL-0.8", ["--optimizer", "adam", "--lr", "5e-3"]),
+    # growing in two steps (CHAINS): 1 -> 4 layers at 0.7 T, 4 -> 8 at 0.85 T (0.31 of the fixed run's
+    # non-embedding compute, as the one-step 0.8 T growth's 0.30)
+    "p1-copy_zeroL-2step": ("p1-copy_zeroL-0.8", []),
+    "p1-copy_zeroL-2step-stack": ("p1-copy_zeroL-0.8", ["--grow-placement", "stack"]),
 }
+# a variant that grows more than once: (source layers, target layers, tau as a fraction of T) per growth.
+# The trainer grows once per run, so each growth after the first is a second run that resumes the
+# previous one's checkpoint (saved at the next tau), as a user would chain them.
+CHAINS = {name: ((1, 4, 0.7), (4, 8, 0.85)) for name in ("p1-copy_zeroL-2step", "p1-copy_zeroL-2step-stack")}
+CHAINS["p1-copy_zeroL-2step-late"] = ((1, 4, 0.8), (4, 8, 0.92))  # w16: the compute of the one-step 0.88 T
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +117,7 @@ class Job:
     run: Run
     extra: tuple[str, ...] = ()
     variant: str | None = None  # recipe variant name (replaces the run's name in the key)
+    chain: tuple = ()  # CHAINS: a variant that grows more than once
 
     @property
     def name(self) -> str:
@@ -120,6 +130,11 @@ class Job:
     def core_seconds(self) -> float:
         p, r = self.point, self.run
         step = STEP_S.get(p.width, 0.22) * p.layers / 8 * (1 + 0.1 * math.log2(p.vocab / 512))
+        if self.chain:
+            ends = [t for _, _, t in self.chain[1:]] + [1.0]
+            return sum(((self.chain[0][2] * self.chain[0][0] / p.layers) if k == 0 else 0)
+                       + (end - tau) * dst / p.layers for k, ((_, dst, tau), end) in enumerate(zip(self.chain, ends))
+                       ) * p.T * step + 40 * len(self.chain)
         if r.source is None:
             return r.iters(p.T) * step + 15
         src = max(r.source, 0.3) / p.layers
@@ -144,7 +159,7 @@ def plan(axes: list[str], seed: int) -> list[Job]:
 
     def add(point, runs, extra=(), variant=None):
         for r in runs:
-            j = Job(point, r, tuple(extra), variant)
+            j = Job(point, r, tuple(extra), variant, CHAINS.get(variant, ()))
             if j.key not in {x.key for x in jobs}:
                 jobs.append(j)
 
@@ -163,8 +178,9 @@ def _T(add, seed):
 def _seeds(add, seed):
     for s in (1, 2):
         add(Point(T=1500, seed=seed + s), [FIXED[0], GROWN[2]])
-    for s in (1, 2):  # the one recipe variant that won at the default seed, again at two more
+    for s in (1, 2):  # the recipe variants that won at the default seed, again at two more
         add(Point(T=1500, seed=seed + s), [GROWN[2]], RECIPES["p1-copy_zeroL-0.8-stack"][1], "p1-copy_zeroL-0.8-stack")
+        add(Point(T=1500, seed=seed + s), [GROWN[2]], [], "p1-copy_zeroL-2step")
 
 
 def _depth(add, seed):
@@ -174,8 +190,8 @@ def _depth(add, seed):
 
 
 def _width(add, seed):
-    for w in (16, 32, 64):
-        add(dataclasses.replace(width_point(w), seed=seed), FIXED + GROWN)
+    for w in (16, 32, 64):  # growth at 0.8 T first: the 0.5 T runs are the ones to drop when time is short
+        add(dataclasses.replace(width_point(w), seed=seed), FIXED + sorted(GROWN, key=lambda r: -r.tau))
 
 
 def _tmix(add, seed):
@@ -204,12 +220,22 @@ def _w16(add, seed):
         q = dataclasses.replace(p, seed=seed + s)
         add(q, [late])
         add(q, [late], RECIPES["p1-copy_zeroL-0.8-stack"][1], "p1-copy_zeroL-0.88-stack")
+        add(q, [GROWN[2]], [], "p1-copy_zeroL-2step-late")
     for lr in ("5e-3", "2e-2", "4e-2", "8e-2"):  # is the fixed run's LR (tuned at width 32) still right at width 16, T 225?
         add(p, [FIXED[0]], ["--lr", lr], f"fixed+lr{lr}")
         add(p, [late], ["--lr", lr, *RECIPES["p1-copy_zeroL-0.8-stack"][1]], f"p1-copy_zeroL-0.88-stack+lr{lr}")
 
 
-AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "w16": _w16, "tmix": _tmix, "recipe": _recipe}
+def _twostep(add, seed):
+    """The two-step growth (1 -> 4 -> 8 layers), which won at T 1500, along the T and width axes."""
+    for T in (375, 750, 3000):
+        add(Point(T=T, seed=seed), [GROWN[2]], [], "p1-copy_zeroL-2step")
+    for w in (16, 32, 64):
+        add(dataclasses.replace(width_point(w), seed=seed), [GROWN[2]], [], "p1-copy_zeroL-2step")
+
+
+AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "w16": _w16, "tmix": _tmix, "recipe": _recipe,
+        "twostep": _twostep}
 
 
 def import_progressive_vs_fixed(path: str, jobs: list[Job]) -> list[str]:
@@ -274,15 +300,46 @@ def execute(job: Job, data: dict[int, tuple[str, str]]) -> dict:
     flags = [*p.flags(*data[p.vocab]), *job.run.flags(p.layers, p.T), *job.extra]
     work = os.path.join(OUT, "work")
     metrics = os.path.join(work, job.key + ".jsonl")
-    res = train(flags, metrics, nproc=1, timeout=4 * 3600)
-    rec = res["records"]
-    out = summarise(job.run, rec, None, res["wall_s"])
+    if job.chain:
+        rec, wall, flags = execute_chain(job, data, metrics)
+    else:
+        res = train(flags, metrics, nproc=1, timeout=4 * 3600)
+        rec, wall = res["records"], res["wall_s"]
+    out = summarise(job.run, rec, None, wall)
     out.update(name=job.name, key=job.key, point=dataclasses.asdict(p), extra=list(job.extra), flags=flags,
                train_curve=[[r["iter"], round(r["lm_loss"], 5)] for r in rec if "lm_loss" in r])
+    if job.chain:  # tau and the growth event of the last growth (to full depth); every growth listed
+        events = [r for r in rec if r.get("event") == "grow"]
+        out.update(chain=[list(c) for c in job.chain], tau_fraction=job.chain[-1][2], grow_event=events[-1],
+                   grow_events=events)
     _store(job, out)
     os.remove(metrics)
     os.remove(metrics + ".log")
     return out
+
+
+def execute_chain(job: Job, data: dict[int, tuple[str, str]], metrics: str) -> tuple[list[dict], float, list]:
+    """A variant that grows more than once, as chained runs: run k grows at its tau, saves at the next
+    growth's tau and stops there; run k + 1 resumes that checkpoint (the same data order, optimizer
+    state, LR schedule and compute ledger) and grows again. Returns (records, wall seconds, flags per run)."""
+    import shutil
+
+    p = job.point
+    ckpt = metrics[:-len(".jsonl")] + "-ckpt"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    records, wall, all_flags = [], 0.0, []
+    for k, (src, dst, tau) in enumerate(job.chain):
+        stop = round(job.chain[k + 1][2] * p.T) if k + 1 < len(job.chain) else None
+        flags = [*p.flags(*data[p.vocab]), "--lr-decay-style", job.run.schedule, "--train-iters", str(p.T),
+                 "--num-layers", str(src), "--grow-to-layers", str(dst), "--grow-at-iter", str(round(tau * p.T)),
+                 "--grow-init", job.run.init, *job.extra, *(["--load", ckpt] if k else []),
+                 *(["--save", ckpt, "--exit-interval", str(stop)] if stop else [])]
+        res = train(flags, metrics, nproc=1, timeout=4 * 3600)
+        records += [r for r in res["records"] if stop is None or r.get("iter", 0) <= stop]
+        wall += res["wall_s"]
+        all_flags.append(flags)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return records, wall, all_flags
 
 
 # ---------------------------------------------------------------------------------------------- analysis
@@ -526,7 +583,8 @@ def markdown(rows: list[dict], noise: dict, fitted: dict, meta: dict) -> str:
             d = sum(by_seed[(name, s)]["gap"] - by_seed[(base, s)]["gap"] for s in seeds) / len(seeds)
             bar = sigma / math.sqrt(len(seeds))
             verdict = "wins" if d < -bar else "loses" if d > bar else "no difference"
-            lines.append(f"| {name} | `{' '.join(RECIPES[name][1])}` | {r['val_loss']:.4f} | {pct(r['gap'])} | "
+            how = " ".join(RECIPES[name][1]) + "".join(f" {a}->{b} at {t}T" for a, b, t in CHAINS.get(name, ()))
+            lines.append(f"| {name} | `{how.strip()}` | {r['val_loss']:.4f} | {pct(r['gap'])} | "
                          f"{pct(r.get('gap_matched'))} | {100 * d:+.2f} pts vs {base} ({len(seeds)}) | {verdict} |")
     lines += ["", "## Laws: gap = a x^-b", "",
               "| axis | run | gap kind | points | a | b (68%) | x at 1% (68%) | x at 0.5% (68%) |",
@@ -647,7 +705,7 @@ def analyse(results: list[dict], seed: int) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--axes", default="T,seeds,recipe,depth,tmix,w16,width",
+    ap.add_argument("--axes", default="T,seeds,recipe,depth,tmix,w16,width,twostep",
                     help="comma-separated parts, run in the order given (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="concurrent single-process runs (one per core)")
     ap.add_argument("--reuse", action="store_true", help="skip runs already stored under benchmarks/results/growth_scaling")
