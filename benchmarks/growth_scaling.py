@@ -32,6 +32,7 @@ Axes (all GPT2-shaped, head dimension 16, seq 128, 16 x 128 tokens per iteration
   w16    the width-16 point again: two more seeds, the stack placement, tau 0.88 T (under 0.45x in 6N)
   tmix   p0-random grown at 0.1, 0.3, 0.5, 0.7 T (T 1500), WSD and cosine: t_mix vs tau
   recipe variants of the 0.8 T growth at T 1500 (each against the same fixed baseline)
+  twostep the two-step growth (1 -> 4 at 0.7 T, 4 -> 8 at 0.85 T; chained runs) along T and width
 Laws: log gap = log a - b log x per progressive setting and axis, fitted by least squares;
 crossings of 1% and 0.5% with a 68% interval from a parametric bootstrap with the measured
 seed noise. Writes growth_scaling.json, .md and .png into benchmarks/results/.
