@@ -53,6 +53,20 @@ def iterations(root: str) -> list[int]:
     return sorted(int(d[5:]) for d in os.listdir(root) if d.startswith("iter_") and d[5:].isdigit())
 
 
+def prune(root: str, keep: int) -> list[str]:
+    """--keep-last-k: remove all but the newest ``keep`` complete checkpoints under ``root`` and any
+    ``.tmp`` leftover of an interrupted save (call after a save has committed; the tracker's
+    iteration is always kept; ``grow_source`` is another directory and never touched). Returns the
+    removed paths."""
+    latest = latest_iteration(root)
+    its = iterations(root)
+    doomed = [iter_dir(root, i) for i in its[:-keep] if i != latest]
+    doomed += [os.path.join(root, d) for d in os.listdir(root) if d.startswith("iter_") and d.endswith(".tmp")]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
 def layout() -> dict:
     return {"tp": ps.get_tensor_model_parallel_world_size(), "pp": ps.get_pipeline_model_parallel_world_size(),
             "dp": ps.get_data_parallel_world_size()}

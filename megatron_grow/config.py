@@ -131,6 +131,11 @@ class RunConfig:
     exit_interval: Optional[int] = None
     load: Optional[str] = None
     ckpt_step: Optional[int] = None  # load this iteration of --load instead of the latest
+    keep_last_k: Optional[int] = None  # keep only the newest K checkpoints in --save (and no stale .tmp)
+    # stop early with a checkpoint (exit status 4): after this much wall-clock time; SIGTERM, SIGINT
+    # and SIGUSR1 do the same at the end of the current iteration
+    exit_duration_in_mins: Optional[float] = None
+    distributed_timeout_minutes: int = 10  # a collective that waits longer fails (a frozen rank)
     # resuming with LR-schedule flags that differ from the checkpoint's: apply the flags' schedule (else refused)
     override_opt_param_scheduler: bool = False
     # logging
@@ -400,7 +405,9 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     P += bad("attention_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
     P += bad("loss_spike_factor", lambda v: v > 1, "> 1 (a step is skipped when its loss exceeds this multiple of "
                                                    "the recent mean)")
-    for name in ("vocab_size", "save_interval", "exit_interval", "max_skipped_steps"):
+    P += bad("exit_duration_in_mins", lambda v: v > 0, "> 0 (minutes of wall-clock time before saving and stopping)")
+    for name in ("vocab_size", "save_interval", "exit_interval", "max_skipped_steps", "keep_last_k",
+                 "distributed_timeout_minutes"):
         v = getattr(cfg, name)
         if v is not None and v < 1:
             P.append(f"--{name.replace('_', '-')} must be >= 1 (got {v})")

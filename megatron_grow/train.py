@@ -149,7 +149,7 @@ def setup(argv=None, for_training: bool = True):
         if int(os.environ.get("RANK", 0)) == 0:
             print(e.code, file=sys.stderr, flush=True)
         raise SystemExit(1) from None
-    _, _, dev = platform.init_distributed(device)
+    _, _, dev = platform.init_distributed(device, cfg.distributed_timeout_minutes)
     if cfg.load:
         cfg = checkpoint_config(cfg, for_training)
         if not for_training:
@@ -165,6 +165,7 @@ def setup(argv=None, for_training: bool = True):
 
 
 EXIT_DIVERGED = 3  # exit status when training stopped on skipped (non-finite or spiking) updates
+EXIT_STOPPED = 4  # stopped early by a signal or --exit-duration-in-mins, after saving: relaunch with --load
 
 
 def main(argv=None) -> dict:
@@ -177,11 +178,11 @@ def main(argv=None) -> dict:
     t0 = time.time()
     try:
         summary = training.train(cfg, state, data, dev)
-    except training.Diverged as e:  # every rank stops at the same iteration (the decision is on reduced values)
+    except (training.Diverged, training.Stopped) as e:  # every rank stops at the same iteration
         if dist.get_rank() == 0:
             print(f"\nstopped: {e}", file=sys.stderr, flush=True)
         platform.shutdown()
-        raise SystemExit(EXIT_DIVERGED)
+        raise SystemExit(EXIT_STOPPED if isinstance(e, training.Stopped) else EXIT_DIVERGED)
     cfg, state = summary.pop("cfg"), summary.pop("state")
     if dist.get_rank() == 0:
         tok_s = summary["tokens"] / max(summary["seconds"], 1e-9)

@@ -6,6 +6,8 @@ import json
 import os
 import types
 
+import pytest
+
 from conftest import TINY, losses, read_metrics, torchrun
 from megatron_grow import training
 
@@ -82,3 +84,83 @@ def test_loss_spike_skips_the_update():
     assert "--loss-spike-factor 1.5" in training.skip_reason(cfg, state, 3.1, 1.0)
     assert "grad norm nan" in training.skip_reason(cfg, state, 2.0, float("nan"))
     assert training.skip_reason(types.SimpleNamespace(loss_spike_factor=None), state, 30.0, 1.0) is None
+
+
+def _launch(nproc, args, log):
+    """A torchrun job in its own session, output to ``log``."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "megatron_grow.train", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _session_alive(sid: int) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-o", "pid=,sess=,args=", "-e"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.split()[1] == str(sid)]
+
+
+@pytest.mark.parametrize("target", ["launcher", "worker"])
+def test_sigterm_saves_and_stops(tmp_path, target):
+    """SIGTERM to torchrun (forwarded to the workers) or to one worker only: every rank finishes the
+    iteration, the checkpoint of that iteration is written, the job ends, and no process of it
+    outlives it; the relaunch continues from there."""
+    import signal
+    import subprocess
+    import time
+
+    ck, m, log = str(tmp_path / "ck"), tmp_path / "m.jsonl", tmp_path / "log"
+    args = [*ARGS, "--tensor-model-parallel-size", "2", "--train-iters", "100000", "--save", ck, "--metrics-file", str(m)]
+    proc = _launch(2, args, log)
+    try:
+        deadline = time.time() + 240
+        def logged():  # complete lines only: the file is being written
+            return sum('"lm_loss"' in line for line in open(m) if line.endswith("\n")) if m.exists() else 0
+
+        while time.time() < deadline and logged() < 3:
+            time.sleep(0.5)
+        assert logged() >= 3, open(log).read()[-3000:]
+        if target == "launcher":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            os.kill(int(sorted(kids, key=int)[-1]), signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = open(log).read()
+    assert proc.returncode != 0 and "SIGTERM received" in out and "relaunch with --load" in out, out[-3000:]
+    time.sleep(1)
+    assert not _session_alive(proc.pid), _session_alive(proc.pid)
+    last = max(losses(m))
+    assert int(open(os.path.join(ck, "latest_checkpointed_iteration.txt")).read()) == last
+    more = tmp_path / "more.jsonl"
+    torchrun(2, [*ARGS, "--tensor-model-parallel-size", "2", "--train-iters", "100000", "--exit-interval",
+                 str(last + 2), "--load", ck, "--save", ck, "--metrics-file", str(more)])
+    assert sorted(losses(more)) == [last + 1, last + 2]
+
+
+def test_exit_duration_saves_and_stops(tmp_path):
+    ck = str(tmp_path / "ck")
+    res = torchrun(1, [*ARGS, "--train-iters", "100000", "--exit-duration-in-mins", "0.0001", "--save", ck],
+                   check=False)
+    assert res.returncode != 0 and "--exit-duration-in-mins reached" in res.stdout, res.stdout[-3000:]
+    assert open(os.path.join(ck, "latest_checkpointed_iteration.txt")).read() == "1"
+
+
+def test_keep_last_k_prunes_old_checkpoints_and_leftovers(tmp_path):
+    ck = tmp_path / "ck"
+    (ck / "iter_0000099.tmp").mkdir(parents=True)  # the leftover of an interrupted save
+    torchrun(1, [*ARGS, "--train-iters", "5", "--save", str(ck), "--save-interval", "1", "--keep-last-k", "2"])
+    assert sorted(os.listdir(ck)) == ["iter_0000004", "iter_0000005", "latest_checkpointed_iteration.txt"]
