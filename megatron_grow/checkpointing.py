@@ -46,6 +46,27 @@ def latest_iteration(root: str) -> int | None:
         return int(f.read().strip())
 
 
+def iterations(root: str) -> list[int]:
+    """The iterations of the complete checkpoints under ``root`` (iter_N directories, not .tmp)."""
+    if not os.path.isdir(root):
+        return []
+    return sorted(int(d[5:]) for d in os.listdir(root) if d.startswith("iter_") and d[5:].isdigit())
+
+
+def prune(root: str, keep: int) -> list[str]:
+    """--keep-last-k: remove all but the newest ``keep`` complete checkpoints under ``root`` and any
+    ``.tmp`` leftover of an interrupted save (call after a save has committed; the tracker's
+    iteration is always kept; ``grow_source`` is another directory and never touched). Returns the
+    removed paths."""
+    latest = latest_iteration(root)
+    its = iterations(root)
+    doomed = [iter_dir(root, i) for i in its[:-keep] if i != latest]
+    doomed += [os.path.join(root, d) for d in os.listdir(root) if d.startswith("iter_") and d.endswith(".tmp")]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
 def layout() -> dict:
     return {"tp": ps.get_tensor_model_parallel_world_size(), "pp": ps.get_pipeline_model_parallel_world_size(),
             "dp": ps.get_data_parallel_world_size()}
@@ -105,11 +126,10 @@ def read_common(path: str) -> dict:
     return dist_checkpointing.load_common_state_dict(path)
 
 
-def load(root: str, model, optimizer, scheduler) -> dict:
-    """Load the latest complete checkpoint in ``root`` into model, optimizer and scheduler.
-
-    Returns the checkpoint's common state (iteration, consumed_samples, ...)."""
-    iteration = latest_iteration(root)
+def load(root: str, model, optimizer, scheduler, iteration: int | None = None) -> dict:
+    """Load the checkpoint of ``iteration`` (default: the latest complete one) in ``root`` into model,
+    optimizer and scheduler. Returns the checkpoint's common state (iteration, consumed_samples, ...)."""
+    iteration = latest_iteration(root) if iteration is None else iteration
     if iteration is None:
         raise SystemExit(f"--load {root}: no {TRACKER} there; it holds no complete checkpoint")
     path = iter_dir(root, iteration)

@@ -81,6 +81,10 @@ class RunConfig:
     adam_beta2: float = 0.95
     adam_eps: float = 1e-8
     clip_grad: Optional[float] = None  # default 1.0 for adam, 0 (off) for muon-nsgd
+    # a step whose loss or grad norm is not finite (or, with --loss-spike-factor F, whose loss exceeds F x
+    # the mean of the last 20 applied steps) is skipped; this many skipped in a row stop the run
+    max_skipped_steps: int = 10
+    loss_spike_factor: Optional[float] = None
     # Muon-NSGD (megatron_grow/optim/muon.py)
     muon_momentum: float = 0.95
     muon_nesterov: bool = True
@@ -126,6 +130,14 @@ class RunConfig:
     save_interval: Optional[int] = None
     exit_interval: Optional[int] = None
     load: Optional[str] = None
+    ckpt_step: Optional[int] = None  # load this iteration of --load instead of the latest
+    keep_last_k: Optional[int] = None  # keep only the newest K checkpoints in --save (and no stale .tmp)
+    # stop early with a checkpoint (exit status 4): after this much wall-clock time; SIGTERM, SIGINT
+    # and SIGUSR1 do the same at the end of the current iteration
+    exit_duration_in_mins: Optional[float] = None
+    distributed_timeout_minutes: int = 10  # a collective that waits longer fails (a frozen rank)
+    # resuming with LR-schedule flags that differ from the checkpoint's: apply the flags' schedule (else refused)
+    override_opt_param_scheduler: bool = False
     # logging
     log_interval: int = 1
     metrics_file: Optional[str] = None
@@ -143,6 +155,24 @@ class RunConfig:
     @property
     def num_micro_batches(self) -> int:
         return self.global_batch_size // (self.micro_batch_size * self.data_parallel_size)
+
+    @property
+    def warmup_iters(self) -> int:
+        return self.lr_warmup_iters if self.lr_warmup_iters is not None else int(self.lr_warmup_fraction * self.train_iters)
+
+    @property
+    def wsd_decay_iters(self) -> int:
+        if self.lr_wsd_decay_iters is not None:
+            return self.lr_wsd_decay_iters
+        return int(self.lr_wsd_decay_fraction * self.train_iters)
+
+    def lr_schedule(self) -> dict:
+        """The LR schedule these flags give, by the flags that set it (what a resume compares)."""
+        out = {"lr": self.lr, "min_lr": self.min_lr, "lr_decay_style": self.lr_decay_style,
+               "train_iters": self.train_iters, "lr_warmup_iters": self.warmup_iters, "weight_decay": self.weight_decay}
+        if self.lr_decay_style == "wsd":
+            out.update(lr_wsd_decay_iters=self.wsd_decay_iters, lr_wsd_decay_style=self.lr_wsd_decay_style)
+        return out
 
 
 CHOICES = {
@@ -289,6 +319,10 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
             if not os.path.isfile(cfg.data_path + ext):
                 P.append(f"--data-path {cfg.data_path}: file {cfg.data_path + ext} not found; "
                          f"create it with tools/preprocess_data.py")
+        if all(os.path.isfile(cfg.data_path + ext) for ext in (".bin", ".idx")):
+            from megatron_grow.data.datasets import data_file_problems
+
+            P += data_file_problems(cfg.data_path)
         if not cfg.tokenizer_model:
             P.append("--data-path needs --tokenizer-model (the sentencepiece model it was preprocessed with)")
     if cfg.tokenizer_model and not os.path.isfile(cfg.tokenizer_model):
@@ -313,22 +347,70 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
             not cfg.load or os.path.abspath(cfg.load) != os.path.abspath(cfg.save)):
         P.append(f"--save {cfg.save} already holds a checkpoint; pass --load {cfg.save} to resume it, "
                  f"or choose an empty --save directory (nothing there is overwritten)")
+    if cfg.save:
+        P += _save_dir_problems(cfg.save)
     if cfg.load and not os.path.isdir(cfg.load):
         P.append(f"--load {cfg.load}: directory not found")
-    warmup = cfg.lr_warmup_iters if cfg.lr_warmup_iters is not None else int(cfg.lr_warmup_fraction * cfg.train_iters)
+    if cfg.ckpt_step is not None and (not cfg.load or cfg.ckpt_step < 0):
+        P.append(f"--ckpt-step {cfg.ckpt_step} picks an iteration of --load DIR: give --load and an iteration >= 0")
+    warmup = cfg.warmup_iters
     if warmup >= cfg.train_iters:
         P.append(f"warmup of {warmup} iterations (--lr-warmup-iters / --lr-warmup-fraction) must be shorter "
                  f"than --train-iters {cfg.train_iters}")
-    decay = cfg.lr_wsd_decay_iters if cfg.lr_wsd_decay_iters is not None else int(cfg.lr_wsd_decay_fraction * cfg.train_iters)
+    decay = cfg.wsd_decay_iters
     if cfg.lr_decay_style == "wsd" and warmup + decay > cfg.train_iters:
         P.append(f"--lr-decay-style wsd: warmup {warmup} + decay {decay} iterations exceed --train-iters "
                  f"{cfg.train_iters}; shorten --lr-wsd-decay-iters / --lr-wsd-decay-fraction")
     P += _optimizer_problems(cfg, device)
+    P += _range_problems(cfg)
     if not 0 <= cfg.lr_warmup_fraction < 1:
         P.append(f"--lr-warmup-fraction {cfg.lr_warmup_fraction} must be in [0, 1)")
     if not 0 <= cfg.lr_wsd_decay_fraction <= 1:
         P.append(f"--lr-wsd-decay-fraction {cfg.lr_wsd_decay_fraction} must be in [0, 1]")
     P += _new_layer_lr_problems(cfg)
+    return P
+
+
+def _save_dir_problems(save: str) -> list[str]:
+    """--save must be a directory this process can create and write (checked now, not at the first
+    save after the work is done)."""
+    if os.path.exists(save) and not os.path.isdir(save):
+        return [f"--save {save} is a file, not a directory"]
+    probe = os.path.abspath(save)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return [f"--save {save} cannot be created: {probe} is a file"]
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return [f"--save {save}: {probe} is not writable by this user; choose a writable directory"]
+    return []
+
+
+def _range_problems(cfg: RunConfig) -> list[str]:
+    """Numeric flags outside the range where they mean something (each would fail later or train
+    silently wrong: a negative --clip-grad ascends the gradient, --lr nan trains nothing)."""
+    def bad(name, ok, want):
+        v = getattr(cfg, name)
+        return [] if v is None or (math.isfinite(v) and ok(v)) else [f"--{name.replace('_', '-')} {v} must be {want}"]
+
+    P = bad("lr", lambda v: v > 0, "a finite number > 0")
+    P += bad("min_lr", lambda v: 0 <= v <= cfg.lr if math.isfinite(cfg.lr) else True,
+             f"in [0, --lr {cfg.lr}] (the LR the schedule decays to)")
+    P += bad("clip_grad", lambda v: v >= 0, ">= 0 (0: no clipping)")
+    P += bad("adam_beta1", lambda v: 0 <= v < 1, "in [0, 1)")
+    P += bad("adam_beta2", lambda v: 0 <= v < 1, "in [0, 1)")
+    P += bad("adam_eps", lambda v: v > 0, "> 0")
+    P += bad("init_method_std", lambda v: v > 0, "> 0")
+    P += bad("hidden_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    P += bad("attention_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    P += bad("loss_spike_factor", lambda v: v > 1, "> 1 (a step is skipped when its loss exceeds this multiple of "
+                                                   "the recent mean)")
+    P += bad("exit_duration_in_mins", lambda v: v > 0, "> 0 (minutes of wall-clock time before saving and stopping)")
+    for name in ("vocab_size", "save_interval", "exit_interval", "max_skipped_steps", "keep_last_k",
+                 "distributed_timeout_minutes"):
+        v = getattr(cfg, name)
+        if v is not None and v < 1:
+            P.append(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
     return P
 
 

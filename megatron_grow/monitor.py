@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+
+
+def strict(record: dict) -> dict:
+    """Non-finite floats as null: every metrics line stays strict JSON (a NaN loss is logged, not hidden)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
 class Monitor:
@@ -29,14 +35,15 @@ class Monitor:
     def log(self, record: dict) -> None:
         if not self.active:
             return
+        record = strict(record)
         if self.file:
-            self.file.write(json.dumps(record) + "\n")
+            self.file.write(json.dumps(record, allow_nan=False) + "\n")
             self.file.flush()
         if self.tb:
             for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "iter":
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "iter":
                     self.tb.add_scalar(k, v, record["iter"])
-        if "lm_loss" in record and self.bar is not None:
+        if record.get("lm_loss") is not None and self.bar is not None:
             self.bar.set_postfix(loss=f"{record['lm_loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}",
                                  refresh=False)
 

@@ -192,8 +192,12 @@ def megatron_without_te() -> None:
         moe_utils.te_general_gemm = None
 
 
+_TIMEOUT_MINUTES = [10]  # the collective timeout of init_distributed, for every group made later
+
+
 def init_distributed(device: str, timeout_minutes: int = 10) -> tuple[int, int, torch.device]:
-    """Start torch.distributed (env:// from torchrun, or a single local process).
+    """Start torch.distributed (env:// from torchrun, or a single local process); a collective that
+    waits more than ``timeout_minutes`` fails (--distributed-timeout-minutes).
 
     Returns (rank, world_size, torch device). On CPU the backend is gloo and the compatibility
     layer is activated first; on CUDA the backend is NCCL and each rank binds LOCAL_RANK's GPU.
@@ -209,6 +213,7 @@ def init_distributed(device: str, timeout_minutes: int = 10) -> tuple[int, int, 
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     if device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    _TIMEOUT_MINUTES[0] = timeout_minutes
     if not dist.is_initialized():
         dist.init_process_group(
             backend="nccl" if device == "cuda" else "gloo",
@@ -239,6 +244,7 @@ def init_model_parallel(tp: int, pp: int, seed: int, ep: int = 1) -> None:
         pipeline_model_parallel_size=pp,
         expert_model_parallel_size=ep,
         create_gloo_process_groups=dist.get_backend() != "gloo",
+        distributed_timeout_minutes=_TIMEOUT_MINUTES[0],
     )
     torch.manual_seed(seed)  # every rank: weights that must match across TP ranks then do
     model_parallel_cuda_manual_seed(seed)

@@ -5,7 +5,9 @@ A plain ``python -m megatron_grow.train`` runs as a world of one process.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import time
 import warnings
 
@@ -67,17 +69,25 @@ def resolve_data(cfg):
     return tok
 
 
-def checkpoint_config(cfg):
+def checkpoint_config(cfg, for_training: bool = True):
     """The config to build for resuming --load: the grown one when the checkpoint is past growth.
 
     A checkpoint whose depth or family matches neither is refused, saying whether
     tools/expand_checkpoint.py can grow it."""
     from megatron_grow import checkpointing, config
 
-    it = checkpointing.latest_iteration(cfg.load)
+    it = checkpointing.latest_iteration(cfg.load) if cfg.ckpt_step is None else cfg.ckpt_step
     if it is None:
         raise SystemExit(f"--load {cfg.load}: no {checkpointing.TRACKER} there; it holds no complete checkpoint")
+    if not os.path.isdir(checkpointing.iter_dir(cfg.load, it)):
+        have = checkpointing.iterations(cfg.load)
+        raise SystemExit(f"--load {cfg.load} --ckpt-step {it}: no complete checkpoint of that iteration there "
+                         f"(complete ones: {', '.join(map(str, have)) or 'none'})")
     common = checkpointing.read_common(checkpointing.iter_dir(cfg.load, it))
+    later = [i for i in checkpointing.iterations(cfg.load) if i > it]
+    if later and cfg.save and os.path.abspath(cfg.save) == os.path.abspath(cfg.load):
+        raise SystemExit(f"--ckpt-step {it} with --save {cfg.save} (the --load directory) would overwrite its later "
+                         f"checkpoints (iterations {', '.join(map(str, later))}); choose a new --save directory")
     layers, family = common["num_layers"], common["family"]
     if config.growth_requested(cfg) and layers == cfg.grow_to_layers and it >= config.grow_iteration(cfg):
         cfg = config.grown_config(cfg)
@@ -88,6 +98,8 @@ def checkpoint_config(cfg):
                " tools/expand_checkpoint.py cannot fix this (it only adds layers to a model of the same family).")
         raise SystemExit(f"--load {cfg.load}: the checkpoint (iteration {it}) is a {layers}-layer {family} model, "
                          f"but this run builds a {cfg.num_layers}-layer {cfg.model} model.{fix}")
+    if for_training:  # (tools that only read the weights, such as dump_logits, take any schedule flags)
+        schedule_problems(cfg, common, it)
     saved = common["config"].get("optimizer", "adam")
     if saved != cfg.optimizer:
         raise SystemExit(f"--load {cfg.load}: the checkpoint holds {saved} optimizer state, but this run uses "
@@ -95,8 +107,35 @@ def checkpoint_config(cfg):
     return cfg
 
 
-def setup(argv=None):
-    """Config -> platform -> data -> model/optimizer (-> checkpoint). Returns (cfg, state, data, device)."""
+def schedule_problems(cfg, common: dict, it: int) -> None:
+    """Resume semantics as in Megatron: the checkpoint's LR schedule continues only when the flags
+    give the same one; a differing one is refused, naming both values, unless
+    --override-opt-param-scheduler applies the flags' schedule from the checkpoint's iteration on."""
+    from megatron_grow import config
+
+    if cfg.train_iters < it:
+        raise SystemExit(f"--train-iters {cfg.train_iters} is below the checkpoint's iteration {it} "
+                         f"(--load {cfg.load}): nothing would be trained. To train further give --train-iters > {it} "
+                         f"and --override-opt-param-scheduler (the schedule is then recomputed for the new length)")
+    fields = {f.name for f in dataclasses.fields(config.RunConfig)}
+    saved_cfg = config.RunConfig(**{k: v for k, v in common["config"].items() if k in fields})
+    old, new = saved_cfg.lr_schedule(), cfg.lr_schedule()
+    diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+    if not diff:
+        return
+    what = "; ".join(f"--{k.replace('_', '-')} {v} (checkpoint: {o})" for k, (o, v) in diff.items())
+    if not cfg.override_opt_param_scheduler:
+        raise SystemExit(f"--load {cfg.load}: the LR schedule flags differ from the checkpoint's (iteration {it}): "
+                         f"{what}. Pass the checkpoint's values to continue its schedule, or add "
+                         f"--override-opt-param-scheduler to apply the flags' schedule from iteration {it} on")
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"--override-opt-param-scheduler: the LR schedule from the flags replaces the checkpoint's from "
+              f"iteration {it} on: {what}", file=sys.stderr, flush=True)
+
+
+def setup(argv=None, for_training: bool = True):
+    """Config -> platform -> data -> model/optimizer (-> checkpoint). Returns (cfg, state, data, device).
+    ``for_training`` False (tools that only read a checkpoint's weights): its LR schedule is not compared."""
     from megatron.core import parallel_state as ps
 
     from megatron_grow import config, platform, training
@@ -104,10 +143,17 @@ def setup(argv=None):
     cfg = config.parse_args(argv)
     device = platform.resolve_device(cfg.device)
     world = int(os.environ.get("WORLD_SIZE", 1))
-    cfg = config.finalize(cfg, world, device, device == "cuda" and platform.te_available())  # every problem, before any work
-    _, _, dev = platform.init_distributed(device)
+    try:  # every problem, before any work, printed once
+        cfg = config.finalize(cfg, world, device, device == "cuda" and platform.te_available())
+    except config.ConfigError as e:
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(e.code, file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    _, _, dev = platform.init_distributed(device, cfg.distributed_timeout_minutes)
     if cfg.load:
-        cfg = checkpoint_config(cfg)
+        cfg = checkpoint_config(cfg, for_training)
+        if not for_training:
+            cfg = dataclasses.replace(cfg, override_opt_param_scheduler=True)
     platform.init_model_parallel(cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.seed,
                                  cfg.expert_model_parallel_size)
     tokenizer = resolve_data(cfg)
@@ -118,6 +164,10 @@ def setup(argv=None):
     return cfg, state, data, dev
 
 
+EXIT_DIVERGED = 3  # exit status when training stopped on skipped (non-finite or spiking) updates
+EXIT_STOPPED = 4  # stopped early by a signal or --exit-duration-in-mins, after saving: relaunch with --load
+
+
 def main(argv=None) -> dict:
     _quiet()
     import torch.distributed as dist
@@ -126,7 +176,13 @@ def main(argv=None) -> dict:
 
     cfg, state, data, dev = setup(argv)
     t0 = time.time()
-    summary = training.train(cfg, state, data, dev)
+    try:
+        summary = training.train(cfg, state, data, dev)
+    except (training.Diverged, training.Stopped) as e:  # every rank stops at the same iteration
+        if dist.get_rank() == 0:
+            print(f"\nstopped: {e}", file=sys.stderr, flush=True)
+        platform.shutdown()
+        raise SystemExit(EXIT_STOPPED if isinstance(e, training.Stopped) else EXIT_DIVERGED)
     cfg, state = summary.pop("cfg"), summary.pop("state")
     if dist.get_rank() == 0:
         tok_s = summary["tokens"] / max(summary["seconds"], 1e-9)

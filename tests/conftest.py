@@ -100,7 +100,9 @@ def load_state(args: list[str], ck, layers: int, moment: str = "exp_avg"):
 
     from megatron_grow import config, platform, training
 
-    cfg = config.finalize(config.parse_args([*args, "--num-layers", str(layers), "--load", str(ck)]), 1, "cpu")
+    # (weights and moments are read, not the LR schedule: the checkpoint's schedule flags need not match)
+    cfg = config.finalize(config.parse_args([*args, "--num-layers", str(layers), "--load", str(ck),
+                                             "--override-opt-param-scheduler"]), 1, "cpu")
     platform.init_model_parallel(1, 1, cfg.seed)
     state = training.build_state(cfg, torch.device("cpu"))
     training.load_checkpoint(cfg, state)

@@ -1,6 +1,7 @@
 """Data: preprocess round-trip with a real SentencePiece model, datasets, micro-batch order, demo corpus."""
 
 import json
+import os
 import sys
 
 import numpy
@@ -175,3 +176,63 @@ def test_demo_corpus_concurrent_ranks(tmp_path):
     train, _, _ = build_datasets(r0["prefix"], tok, 32, 7, "90,10,0", (16, 4, 0))
     one = micro_batches(train, 4, 2, 0, 1)
     assert next(one)["tokens"].tolist() == r0["tokens"] and next(one)["tokens"].tolist() == r1["tokens"]
+
+
+def test_bad_input_is_refused(corpus, tmp_path):
+    """Empty and non-text input fail naming the file; nothing is written."""
+    empty, binary = tmp_path / "empty.txt", tmp_path / "blob.txt"
+    empty.write_text("")
+    binary.write_bytes(bytes(range(256)) * 4)
+    model = corpus / "out.tokenizer.model"
+    for args, needle in ([("--input", empty, "--tokenizer-model", model), "hold no text"],
+                         [("--input", empty, "--train-tokenizer"), "hold no text"],
+                         [("--input", empty, binary, "--tokenizer-model", model), f"--input {binary}: not UTF-8 text"]):
+        res = preprocess(*args, "--output-prefix", tmp_path / "o")
+        assert res.returncode != 0 and needle in res.stdout, res.stdout
+        assert not list(tmp_path.glob("o.*")), "partial output left behind"
+
+
+def test_damaged_data_files_are_named_at_startup(corpus, tmp_path):
+    import shutil
+
+    from megatron_grow import config
+
+    def found(prefix):
+        cfg = config.parse_args(["--data-path", str(prefix), "--tokenizer-model", str(corpus / "out.tokenizer.model"),
+                                 "--device", "cpu"])
+        with pytest.raises(config.ConfigError) as e:
+            config.finalize(cfg, 1, "cpu")
+        return " ".join(e.value.problems)
+
+    for name, damage, needle in [("short_bin", lambda p: p.write_bytes(p.read_bytes()[:-10]), "out.bin has"),
+                                 ("short_idx", lambda p: p.write_bytes(p.read_bytes()[:-8]), "truncated or damaged"),
+                                 ("bad_idx", lambda p: p.write_bytes(b"garbage"), "not a megatron index")]:
+        d = tmp_path / name
+        d.mkdir()
+        for ext in (".bin", ".idx"):
+            shutil.copy(corpus / ("out" + ext), d / ("out" + ext))
+        damage(d / ("out" + (".bin" if "bin" in name else ".idx")))
+        msg = found(d / "out")
+        assert needle in msg and str(d / "out") in msg and "tools/preprocess_data.py" in msg, msg
+
+
+def test_regenerated_corpus_gets_its_own_index_cache(corpus, tmp_path):
+    """megatron's index cache is keyed by prefix and flags, not contents: a corpus regenerated under
+    the same prefix must not reuse the old indices."""
+    import shutil
+
+    tok = Tokenizer(str(corpus / "out.tokenizer.model"))
+    prefix = tmp_path / "c"
+    for ext in (".bin", ".idx"):
+        shutil.copy(corpus / ("out" + ext), str(prefix) + ext)
+    first, _, _ = build_datasets(str(prefix), tok, 16, 1, "100,0,0", (32, 0, 0))
+    small = tmp_path / "small.txt"
+    small.write_text(DOCS[2])
+    for ext in (".bin", ".idx"):
+        os.remove(str(prefix) + ext)
+    res = preprocess("--input", small, "--output-prefix", prefix, "--tokenizer-model", corpus / "out.tokenizer.model")
+    assert res.returncode == 0, res.stdout
+    again, _, _ = build_datasets(str(prefix), tok, 16, 1, "100,0,0", (32, 0, 0))
+    assert len(again.document_index) != len(first.document_index) or len(again) != len(first)
+    again[len(again) - 1]  # every sample of the new corpus is readable (a stale cache: IndexError)
+    assert len(os.listdir(tmp_path / "c" / "cache")) == 2  # one cache per corpus contents

@@ -200,6 +200,8 @@ def test_expand_tool_bad_inputs(tmp_path, source):
     dst.mkdir()
     res = expand("--load", source, "--save", dst, "--target-num-layers", 4, check=False)
     assert res.returncode != 0 and "exists" in res.stdout and os.listdir(dst) == []
+    res = expand("--load", source, "--save", source / "grown", "--target-num-layers", 4, check=False)
+    assert res.returncode != 0 and "lies inside --load" in res.stdout
     res = expand("--load", source, "--target-num-layers", 4, "--placement", "interleave", "--dry-run", check=False)
     assert res.returncode == 0 and "layer   3 <- copy" not in res.stdout and "1 -> 4 layers" in res.stdout
     assert _digest(source) == before  # the source was only read

@@ -84,6 +84,26 @@ def test_all_problems_reported_together():
     assert len(found) >= 3, found
 
 
+def test_numeric_ranges_all_reported():
+    """Values that would crash after model build or train silently wrong, all in one message."""
+    found = problems(BASE + ["--lr", "nan", "--adam-beta1", "1.5", "--init-method-std", "-1", "--hidden-dropout", "2",
+                             "--vocab-size", "0", "--save", "/tmp/x", "--save-interval", "0", "--exit-interval", "-2",
+                             "--clip-grad", "-1", "--max-skipped-steps", "0", "--loss-spike-factor", "0.5"])
+    for needle in ("--lr nan must be a finite number > 0", "--adam-beta1 1.5 must be in [0, 1)",
+                   "--init-method-std -1.0 must be > 0", "--hidden-dropout 2.0 must be in [0, 1)",
+                   "--vocab-size must be >= 1", "--save-interval must be >= 1", "--exit-interval must be >= 1",
+                   "--clip-grad -1.0 must be >= 0", "--max-skipped-steps must be >= 1", "--loss-spike-factor 0.5"):
+        assert any(needle in p for p in found), (needle, found)
+    assert any("--min-lr 0.5 must be in [0, --lr 0.1]" in p for p in problems(BASE + ["--lr", "0.1", "--min-lr", "0.5"]))
+
+
+def test_save_must_be_creatable(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    assert any(f"--save {f} is a file" in p for p in problems(BASE + ["--save", str(f)]))
+    assert any("cannot be created" in p and "is a file" in p for p in problems(BASE + ["--save", str(f / "ck")]))
+
+
 def test_valid_config_passes():
     cfg = config.finalize(config.parse_args(BASE + ["--tensor-model-parallel-size", "2",
                                                     "--pipeline-model-parallel-size", "2"]), 8, "cpu")
@@ -98,6 +118,14 @@ def test_cli_fails_before_any_work():
                "--num-query-groups", "6", "--tensor-model-parallel-size", "4", "--num-layers", "3",
                "--pipeline-model-parallel-size", "2"], timeout=120, check=False)
     assert res.returncode != 0
-    assert "invalid configuration" in res.stdout
+    assert res.stdout.count("invalid configuration") == 1
     assert "--num-attention-heads 6" in res.stdout and "--num-layers 3" in res.stdout
     assert "Traceback" not in res.stdout
+
+
+def test_cli_reports_once_per_job_not_per_rank():
+    import sys
+
+    res = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "megatron_grow.train", "--mock-data", "--device", "cpu", "--lr", "-1"], timeout=120, check=False)
+    assert res.returncode != 0 and res.stdout.count("--lr -1.0 must be a finite number > 0") == 1, res.stdout

@@ -28,7 +28,7 @@ def main():
 
     from megatron_grow import platform, training
 
-    cfg, state, _, dev = setup(rest)
+    cfg, state, _, dev = setup(rest, for_training=False)
     tokens = torch.randint(0, cfg.vocab_size, (own.batch_size, cfg.seq_length),
                            generator=torch.Generator().manual_seed(own.batch_seed))
     logits = training.forward_logits(cfg, state, tokens, dev)

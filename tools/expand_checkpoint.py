@@ -66,6 +66,9 @@ def check(args) -> tuple[dict, int]:
             P.append("--save DIR is required (or pass --dry-run)")
         elif os.path.exists(args.save):
             P.append(f"--save {args.save} exists; choose a new directory (nothing is overwritten)")
+        elif os.path.abspath(args.save).startswith(os.path.join(os.path.abspath(args.load), "")):
+            P.append(f"--save {args.save} lies inside --load {args.load}; choose a directory outside it (the "
+                     "source checkpoint directory is only read)")
     cfg = common["config"]
     tp, pp = args.target_tensor_model_parallel_size, args.target_pipeline_model_parallel_size
     for name, n in (("num_attention_heads", cfg["num_attention_heads"]), ("num_query_groups", cfg["num_query_groups"])):

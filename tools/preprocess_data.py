@@ -62,6 +62,8 @@ def main(argv=None):
                 with open(text, "w", encoding="utf-8") as f:
                     for doc in read_documents(args.input, args.json_keys):
                         f.write(doc.replace("\r", "") + "\n")
+                if not open(text, encoding="utf-8").read().strip():
+                    raise ValueError("the --input files hold no text (every document is empty)")
                 try:
                     model = train_tokenizer([text], args.output_prefix + ".tokenizer", args.vocab_size)
                 except ValueError as e:

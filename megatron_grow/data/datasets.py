@@ -7,8 +7,11 @@ Notes on megatron-core's dataset API (0.16):
   ``barrier()`` on the default group, then the other ranks load them. So every rank of the world
   must call ``build_datasets`` (and ``is_built_on_rank`` is always true here: each rank reads its
   own data). Without a process group each process builds on its own.
-- The indices are cached as ``.npy`` files under ``path_to_cache``, by default
-  ``<data_prefix>/cache/GPTDataset_indices`` (a directory named after the prefix).
+- The indices are cached as ``.npy`` files under ``path_to_cache``, megatron's default being
+  ``<data_prefix>/cache/GPTDataset_indices`` (a directory named after the prefix). Its cache key
+  does not cover the files' contents, so a corpus regenerated under the same prefix would reuse
+  stale indices (an IndexError mid-run): ``build_datasets`` caches under a subdirectory named by
+  a fingerprint of the .bin/.idx files (``data_fingerprint``) instead.
 - A split that gets no documents but is asked for samples makes GPTDataset loop forever
   (``_get_num_epochs``); ``build_datasets`` refuses such a split first.
 - With no data (mock) megatron ignores ``split`` and splits its 100000 mock documents 1:1:1.
@@ -16,6 +19,11 @@ Notes on megatron-core's dataset API (0.16):
 
 from __future__ import annotations
 
+import hashlib
+import os
+import struct
+
+import numpy
 import torch
 
 BATCH_KEYS = ("tokens", "labels", "loss_mask", "position_ids")
@@ -31,6 +39,52 @@ class MockTokenizer:
         self.vocab_size = vocab_size
         self.eod = vocab_size - 1
         self.unique_identifiers = {"class": "MockTokenizer", "vocab_size": vocab_size}
+
+
+def data_file_problems(prefix: str) -> list[str]:
+    """Problems of PREFIX.bin/.idx, each naming the file: a damaged or truncated index, or a .bin
+    whose size is not the one its index describes (checked at startup, before any work)."""
+    from megatron.core.datasets.indexed_dataset import _INDEX_HEADER, DType
+
+    idx, bin_ = prefix + ".idx", prefix + ".bin"
+    fix = "; regenerate both with tools/preprocess_data.py"
+    size = os.path.getsize(idx)
+    with open(idx, "rb") as f:
+        head = f.read(34)
+    if len(head) < 34 or head[:9] != _INDEX_HEADER or struct.unpack("<Q", head[9:17])[0] != 1:
+        return [f"--data-path {prefix}: {idx} is not a megatron index (bad header, or truncated to {size} bytes){fix}"]
+    try:
+        itemsize = numpy.dtype(DType.dtype_from_code(head[17])).itemsize
+    except (KeyError, ValueError):
+        return [f"--data-path {prefix}: {idx} names an unknown token dtype (code {head[17]}){fix}"]
+    seqs, docs = struct.unpack("<QQ", head[18:34])
+    want = 34 + 12 * seqs + 8 * docs
+    if size != want:
+        return [f"--data-path {prefix}: {idx} has {size} bytes but its header describes {want} (truncated or "
+                f"damaged){fix}"]
+    if seqs == 0:
+        return [f"--data-path {prefix}: {idx} holds no documents{fix}"]
+    mm = numpy.memmap(idx, mode="r", dtype=numpy.uint8)
+    last_len = int(mm[34 + 4 * (seqs - 1):34 + 4 * seqs].view(numpy.int32)[0])
+    last_ptr = int(mm[34 + 4 * seqs + 8 * (seqs - 1):34 + 12 * seqs].view(numpy.int64)[0])
+    want_bin = last_ptr + last_len * itemsize
+    if os.path.getsize(bin_) != want_bin:
+        return [f"--data-path {prefix}: {bin_} has {os.path.getsize(bin_)} bytes but {idx} describes {want_bin} "
+                f"(truncated, or the two files come from different preprocessing runs){fix}"]
+    return []
+
+
+def data_fingerprint(prefix: str) -> str:
+    """Identifies the contents of PREFIX.bin/.idx: their sizes and the first and last MiB of the index
+    (the document lengths: a regenerated corpus changes them). The same on every node's copy."""
+    h = hashlib.sha1()
+    for path in (prefix + ".bin", prefix + ".idx"):
+        h.update(str(os.path.getsize(path)).encode())
+    with open(prefix + ".idx", "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, os.path.getsize(prefix + ".idx") - (1 << 20)))
+        h.update(f.read())
+    return h.hexdigest()[:16]
 
 
 def _check_split_documents(data_prefix: str, split: str, num_samples) -> None:
@@ -78,6 +132,9 @@ def build_datasets(data_prefix: str | None, tokenizer, seq_length: int, seed: in
         if tokenizer is None:
             raise ValueError("build_datasets needs the tokenizer the data was preprocessed with")
         _check_split_documents(data_prefix, split, num_samples)
+        # a cache per corpus contents, never another corpus's indices under the same prefix
+        path_to_cache = os.path.join(path_to_cache or os.path.join(data_prefix, "cache"),
+                                     f"GPTDataset_indices-{data_fingerprint(data_prefix)}")
     config = GPTDatasetConfig(
         random_seed=seed, sequence_length=seq_length, blend=None if mock else ([data_prefix], None),
         split=split, path_to_cache=path_to_cache, tokenizer=tokenizer,

@@ -37,8 +37,13 @@ def read_documents(paths: list[str], json_keys: list[str] = ("text",)):
                                              f"{type(obj[key]).__name__}, not a string")
                         yield obj[key]
         else:
-            with open(path, encoding="utf-8", errors="replace", newline="") as f:  # text kept as is
-                yield f.read()
+            with open(path, "rb") as f:  # text kept as is (line endings too)
+                data = f.read()
+            try:
+                yield data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"--input {path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
+                                 "give text or .jsonl files") from None
 
 
 _worker_tokenizer = None
@@ -79,6 +84,8 @@ def encode_to_indexed(texts, tokenizer, output_prefix: str, append_eod: bool = T
                 continue
             builder.add_document(np.asarray(ids, dtype=dtype), [len(ids)])
             docs, tokens = docs + 1, tokens + len(ids)
+        if tokens == (docs if append_eod else 0):
+            raise ValueError("the --input files hold no text (every document is empty)")
         builder.finalize(idx_path)
     except BaseException:
         for p in (bin_path, idx_path):

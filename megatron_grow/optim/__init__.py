@@ -83,9 +83,10 @@ class Optimizer:
         return sq.sum().sqrt().item()
 
     @torch.no_grad()
-    def step(self, iteration: int | None = None) -> float:
-        """One update; ``iteration`` (completed iterations) sets the new layers' LR factor after growth."""
-        norm = self.grad_norm()
+    def step(self, iteration: int | None = None, norm: float | None = None) -> float:
+        """One update; ``iteration`` (completed iterations) sets the new layers' LR factor after growth;
+        ``norm``: the gradient norm when the caller already computed it."""
+        norm = self.grad_norm() if norm is None else norm
         scale = self.clip_grad / (norm + 1e-6) if self.clip_grad and norm > self.clip_grad else 1.0
         for p, m in zip(self.params, self.masters):
             m.grad = p.main_grad.float() * scale if scale != 1.0 else p.main_grad.float()
@@ -145,6 +146,9 @@ class Optimizer:
                 m.copy_(p)
 
     def load_state_dict(self, sd):
+        """The saved state; each group's LR bounds stay the ones this run's flags give (a resume
+        whose schedule differs was refused, or asked for the flags' schedule)."""
+        bounds = [(g["max_lr"], g["min_lr"]) for g in self.optimizer.param_groups]
         step = sd.pop("common_step")
         masters = {}
         for i, s in sd["state"].items():
@@ -152,6 +156,8 @@ class Optimizer:
             if "fp32_param" in s:
                 masters[i] = s.pop("fp32_param")
         self.optimizer.load_state_dict(sd)
+        for g, (hi, lo) in zip(self.optimizer.param_groups, bounds):
+            g["max_lr"], g["min_lr"] = hi, lo
         flat = [m for g in self.optimizer.param_groups for m in g["params"]]
         with torch.no_grad():
             for i, t in masters.items():
@@ -218,13 +224,14 @@ def _muon(cfg, groups, named, masters) -> MuonNSGD:
 def build_scheduler(optimizer: Optimizer, cfg) -> OptimizerParamScheduler:
     """megatron-core's scheduler, stepped once per iteration: linear warmup, then wsd / cosine /
     constant / linear decay to --min-lr at --train-iters."""
-    T = cfg.train_iters
-    warmup = cfg.lr_warmup_iters if cfg.lr_warmup_iters is not None else int(cfg.lr_warmup_fraction * T)
-    wsd = cfg.lr_wsd_decay_iters if cfg.lr_wsd_decay_iters is not None else int(cfg.lr_wsd_decay_fraction * T)
+    T, wsd = cfg.train_iters, cfg.wsd_decay_iters
+    # a resume whose schedule flags differ from the checkpoint's was refused before this, unless
+    # --override-opt-param-scheduler asks for the flags' schedule (megatron's checks are the backstop)
     return OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=warmup,
+        optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=cfg.warmup_iters,
         lr_decay_steps=T, lr_decay_style="WSD" if cfg.lr_decay_style == "wsd" else cfg.lr_decay_style, start_wd=cfg.weight_decay,
         end_wd=cfg.weight_decay, wd_incr_steps=T, wd_incr_style="constant",
         wsd_decay_steps=wsd if cfg.lr_decay_style == "wsd" else None,
         lr_wsd_decay_style=cfg.lr_wsd_decay_style if cfg.lr_decay_style == "wsd" else None,
+        use_checkpoint_opt_param_scheduler=False, override_opt_param_scheduler=cfg.override_opt_param_scheduler,
     )

@@ -1,0 +1,166 @@
+"""Faults a long run meets, driven through real torchrun jobs: resuming with other flags, non-finite
+updates, loading a chosen iteration. Nothing saved is lost or overwritten, nothing fails silently."""
+
+import collections
+import json
+import os
+import types
+
+import pytest
+
+from conftest import TINY, losses, read_metrics, torchrun
+from megatron_grow import training
+
+ARGS = ["--model", "llama3", *TINY, "--num-layers", "2", "--mock-data", "--vocab-size", "1000",
+        "--micro-batch-size", "2", "--global-batch-size", "2", "--optimizer", "adam", "--lr", "1e-2",
+        "--lr-warmup-iters", "2", "--lr-wsd-decay-iters", "1", "--eval-interval", "100", "--eval-iters", "1"]
+
+
+def lrs(path) -> dict[int, float]:
+    return {r["iter"]: r["lr"] for r in read_metrics(path) if "lr" in r}
+
+
+def test_resume_with_another_schedule_is_refused_or_applied(tmp_path):
+    ck, first = str(tmp_path / "ck"), tmp_path / "first.jsonl"
+    torchrun(1, [*ARGS, "--train-iters", "6", "--save", ck, "--save-interval", "3", "--metrics-file", str(first)])
+    assert lrs(first)[6] == 0.0  # a finished WSD run ends at --min-lr
+    # continuing it the naive way used to train at LR 0 (the checkpoint's schedule silently won)
+    res = torchrun(1, [*ARGS, "--train-iters", "10", "--lr", "2e-2", "--load", ck, "--save", ck], check=False)
+    assert res.returncode != 0
+    assert "--lr 0.02 (checkpoint: 0.01)" in res.stdout and "--train-iters 10 (checkpoint: 6)" in res.stdout
+    assert "--override-opt-param-scheduler" in res.stdout
+    res = torchrun(1, [*ARGS, "--train-iters", "4", "--load", ck, "--save", ck], check=False)
+    assert res.returncode != 0 and "--train-iters 4 is below the checkpoint's iteration 6" in res.stdout
+    assert open(os.path.join(ck, "latest_checkpointed_iteration.txt")).read() == "6"  # nothing was touched
+    # applied: the flags' schedule (max LR 2e-2, decay in the last iteration of 10) from iteration 6 on
+    ext = tmp_path / "ext.jsonl"
+    torchrun(1, [*ARGS, "--train-iters", "10", "--lr", "2e-2", "--load", ck, "--save", ck,
+                 "--override-opt-param-scheduler", "--metrics-file", str(ext)])
+    assert lrs(ext) == {7: 2e-2, 8: 2e-2, 9: 2e-2, 10: 0.0}, lrs(ext)
+
+
+def test_ckpt_step_loads_a_chosen_iteration_and_never_overwrites(tmp_path):
+    ck, full = str(tmp_path / "ck"), tmp_path / "full.jsonl"
+    torchrun(1, [*ARGS, "--train-iters", "6", "--save", ck, "--save-interval", "3", "--metrics-file", str(full)])
+    res = torchrun(1, [*ARGS, "--train-iters", "6", "--load", ck, "--save", ck, "--ckpt-step", "3"], check=False)
+    assert res.returncode != 0 and "would overwrite its later checkpoints (iterations 6)" in res.stdout
+    res = torchrun(1, [*ARGS, "--train-iters", "6", "--load", ck, "--ckpt-step", "4"], check=False)
+    assert res.returncode != 0 and "complete ones: 3, 6" in res.stdout
+    again = tmp_path / "again.jsonl"
+    torchrun(1, [*ARGS, "--train-iters", "6", "--load", ck, "--ckpt-step", "3", "--save", str(tmp_path / "ck2"),
+                 "--metrics-file", str(again)])
+    assert losses(again) == {k: v for k, v in losses(full).items() if k > 3}  # exact, from iteration 3
+
+
+def test_non_finite_updates_are_skipped_and_the_run_stops(tmp_path):
+    """An LR of 1e4 drives the weights to a NaN gradient within a few steps. Every rank (TP2) skips
+    those updates, the metrics stay strict JSON, the run stops after --max-skipped-steps in a row with
+    exit status 3, and no checkpoint is written after the first skipped step."""
+    ck, m = str(tmp_path / "ck"), tmp_path / "m.jsonl"
+    res = torchrun(2, [*ARGS, "--tensor-model-parallel-size", "2", "--lr", "1e4", "--lr-warmup-iters", "0",
+                       "--train-iters", "30", "--max-skipped-steps", "3", "--save", ck, "--save-interval", "1",
+                       "--metrics-file", str(m)], check=False)
+    assert res.returncode != 0, res.stdout[-3000:]
+    assert "3 updates in a row skipped (--max-skipped-steps 3" in res.stdout, res.stdout[-3000:]
+
+    def no_constants(x):
+        raise ValueError(f"not strict JSON: {x}")
+
+    recs = [json.loads(line, parse_constant=no_constants) for line in open(m)]
+    steps = [r for r in recs if "lm_loss" in r]
+    skipped = [r["iter"] for r in steps if r.get("skipped")]
+    assert len(skipped) == 3 and skipped == list(range(skipped[0], skipped[0] + 3)), skipped
+    assert steps[-1]["iter"] == skipped[-1] and steps[-1]["skipped_steps"] == 3
+    assert int(open(os.path.join(ck, "latest_checkpointed_iteration.txt")).read()) == skipped[0] - 1
+    assert not [d for d in os.listdir(ck) if d.startswith("iter_") and int(d[5:12]) >= skipped[0]]
+
+
+def test_loss_spike_skips_the_update():
+    cfg = types.SimpleNamespace(loss_spike_factor=1.5)
+    state = types.SimpleNamespace(recent_losses=collections.deque([2.0] * 19, maxlen=training.SPIKE_WINDOW))
+    assert training.skip_reason(cfg, state, 9.0, 1.0) is None  # not enough history yet
+    state.recent_losses.append(2.0)
+    assert training.skip_reason(cfg, state, 2.9, 1.0) is None
+    assert "--loss-spike-factor 1.5" in training.skip_reason(cfg, state, 3.1, 1.0)
+    assert "grad norm nan" in training.skip_reason(cfg, state, 2.0, float("nan"))
+    assert training.skip_reason(types.SimpleNamespace(loss_spike_factor=None), state, 30.0, 1.0) is None
+
+
+def _launch(nproc, args, log):
+    """A torchrun job in its own session, output to ``log``."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "megatron_grow.train", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _session_alive(sid: int) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-o", "pid=,sess=,args=", "-e"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.split()[1] == str(sid)]
+
+
+@pytest.mark.parametrize("target", ["launcher", "worker"])
+def test_sigterm_saves_and_stops(tmp_path, target):
+    """SIGTERM to torchrun (forwarded to the workers) or to one worker only: every rank finishes the
+    iteration, the checkpoint of that iteration is written, the job ends, and no process of it
+    outlives it; the relaunch continues from there."""
+    import signal
+    import subprocess
+    import time
+
+    ck, m, log = str(tmp_path / "ck"), tmp_path / "m.jsonl", tmp_path / "log"
+    args = [*ARGS, "--tensor-model-parallel-size", "2", "--train-iters", "100000", "--save", ck, "--metrics-file", str(m)]
+    proc = _launch(2, args, log)
+    try:
+        deadline = time.time() + 240
+        def logged():  # complete lines only: the file is being written
+            return sum('"lm_loss"' in line for line in open(m) if line.endswith("\n")) if m.exists() else 0
+
+        while time.time() < deadline and logged() < 3:
+            time.sleep(0.5)
+        assert logged() >= 3, open(log).read()[-3000:]
+        if target == "launcher":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            os.kill(int(sorted(kids, key=int)[-1]), signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = open(log).read()
+    assert proc.returncode != 0 and "SIGTERM received" in out and "relaunch with --load" in out, out[-3000:]
+    time.sleep(1)
+    assert not _session_alive(proc.pid), _session_alive(proc.pid)
+    last = max(losses(m))
+    assert int(open(os.path.join(ck, "latest_checkpointed_iteration.txt")).read()) == last
+    more = tmp_path / "more.jsonl"
+    torchrun(2, [*ARGS, "--tensor-model-parallel-size", "2", "--train-iters", "100000", "--exit-interval",
+                 str(last + 2), "--load", ck, "--save", ck, "--metrics-file", str(more)])
+    assert sorted(losses(more)) == [last + 1, last + 2]
+
+
+def test_exit_duration_saves_and_stops(tmp_path):
+    ck = str(tmp_path / "ck")
+    res = torchrun(1, [*ARGS, "--train-iters", "100000", "--exit-duration-in-mins", "0.0001", "--save", ck],
+                   check=False)
+    assert res.returncode != 0 and "--exit-duration-in-mins reached" in res.stdout, res.stdout[-3000:]
+    assert open(os.path.join(ck, "latest_checkpointed_iteration.txt")).read() == "1"
+
+
+def test_keep_last_k_prunes_old_checkpoints_and_leftovers(tmp_path):
+    ck = tmp_path / "ck"
+    (ck / "iter_0000099.tmp").mkdir(parents=True)  # the leftover of an interrupted save
+    torchrun(1, [*ARGS, "--train-iters", "5", "--save", str(ck), "--save-interval", "1", "--keep-last-k", "2"])
+    assert sorted(os.listdir(ck)) == ["iter_0000004", "iter_0000005", "latest_checkpointed_iteration.txt"]
