@@ -22,6 +22,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing
 from megatron.core import parallel_state as ps
 from megatron.core.dist_checkpointing.mapping import ShardedObject
+from torch.distributed.checkpoint.api import CheckpointException  # (a BaseException, not an Exception)
 
 TRACKER = "latest_checkpointed_iteration.txt"
 # Per-layer keys (decoder.layers.<global index>.<param>) instead of tensors stacked over layers:
@@ -126,6 +127,24 @@ def read_common(path: str) -> dict:
     return dist_checkpointing.load_common_state_dict(path)
 
 
+def damaged(root: str, it: int, e: Exception) -> SystemExit:
+    """The error for a checkpoint that cannot be read: which directory, why, and what to do."""
+    have = [i for i in iterations(root) if i != it]
+    if isinstance(e, CheckpointException) and e.failures:  # the first rank's own error, not the traceback text
+        e = next(iter(e.failures.values()))[0]
+    why = f"{type(e).__name__}: {str(e)[:300]}" if str(e) else type(e).__name__
+    return SystemExit(f"--load {root}: the checkpoint {iter_dir(root, it)} cannot be read ({why}); it is damaged "
+                      f"or incomplete. Load another with --ckpt-step N "
+                      f"(other complete ones: {', '.join(map(str, have)) or 'none'})")
+
+
+def read_common_or_exit(root: str, it: int) -> dict:
+    try:
+        return read_common(iter_dir(root, it))
+    except Exception as e:  # a missing or truncated common.pt / metadata
+        raise damaged(root, it, e) from None
+
+
 def load(root: str, model, optimizer, scheduler, iteration: int | None = None) -> dict:
     """Load the checkpoint of ``iteration`` (default: the latest complete one) in ``root`` into model,
     optimizer and scheduler. Returns the checkpoint's common state (iteration, consumed_samples, ...)."""
@@ -133,11 +152,14 @@ def load(root: str, model, optimizer, scheduler, iteration: int | None = None) -
     if iteration is None:
         raise SystemExit(f"--load {root}: no {TRACKER} there; it holds no complete checkpoint")
     path = iter_dir(root, iteration)
-    common = read_common(path)
+    common = read_common_or_exit(root, iteration)
     same_layout = common.get("layout") == layout()
     sd = _sharded_state(model, optimizer, scheduler, {}, same_layout, True)
     sd.pop("scheduler")
-    state = dist_checkpointing.load(sd, path)
+    try:
+        state = dist_checkpointing.load(sd, path)
+    except (Exception, CheckpointException) as e:  # a truncated shard, a missing .metadata, ...
+        raise damaged(root, iteration, e) from None
     model.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(common["scheduler"])

@@ -76,14 +76,20 @@ def checkpoint_config(cfg, for_training: bool = True):
     tools/expand_checkpoint.py can grow it."""
     from megatron_grow import checkpointing, config
 
-    it = checkpointing.latest_iteration(cfg.load) if cfg.ckpt_step is None else cfg.ckpt_step
+    try:
+        it = checkpointing.latest_iteration(cfg.load) if cfg.ckpt_step is None else cfg.ckpt_step
+    except ValueError:
+        have = checkpointing.iterations(cfg.load)
+        raise SystemExit(f"--load {cfg.load}: {os.path.join(cfg.load, checkpointing.TRACKER)} does not hold an "
+                         f"iteration number; pick a complete checkpoint with --ckpt-step N (complete ones: "
+                         f"{', '.join(map(str, have)) or 'none'})") from None
     if it is None:
         raise SystemExit(f"--load {cfg.load}: no {checkpointing.TRACKER} there; it holds no complete checkpoint")
     if not os.path.isdir(checkpointing.iter_dir(cfg.load, it)):
         have = checkpointing.iterations(cfg.load)
         raise SystemExit(f"--load {cfg.load} --ckpt-step {it}: no complete checkpoint of that iteration there "
                          f"(complete ones: {', '.join(map(str, have)) or 'none'})")
-    common = checkpointing.read_common(checkpointing.iter_dir(cfg.load, it))
+    common = checkpointing.read_common_or_exit(cfg.load, it)
     later = [i for i in checkpointing.iterations(cfg.load) if i > it]
     if later and cfg.save and os.path.abspath(cfg.save) == os.path.abspath(cfg.load):
         raise SystemExit(f"--ckpt-step {it} with --save {cfg.save} (the --load directory) would overwrite its later "
@@ -98,6 +104,7 @@ def checkpoint_config(cfg, for_training: bool = True):
                " tools/expand_checkpoint.py cannot fix this (it only adds layers to a model of the same family).")
         raise SystemExit(f"--load {cfg.load}: the checkpoint (iteration {it}) is a {layers}-layer {family} model, "
                          f"but this run builds a {cfg.num_layers}-layer {cfg.model} model.{fix}")
+    shape_problems(cfg, common, it)
     if for_training:  # (tools that only read the weights, such as dump_logits, take any schedule flags)
         schedule_problems(cfg, common, it)
     saved = common["config"].get("optimizer", "adam")
@@ -105,6 +112,24 @@ def checkpoint_config(cfg, for_training: bool = True):
         raise SystemExit(f"--load {cfg.load}: the checkpoint holds {saved} optimizer state, but this run uses "
                          f"--optimizer {cfg.optimizer}; resume with --optimizer {saved}")
     return cfg
+
+
+SHAPE_FLAGS = ("hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",
+               "vocab_size", "q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim",
+               "num_experts", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size", "moe_first_dense_layers")
+
+
+def shape_problems(cfg, common: dict, it: int) -> None:
+    """The shapes the checkpoint was saved with against the flags: one message naming every
+    difference (instead of megatron's shape-mismatch traceback at load)."""
+    saved = common["config"]
+    diff = [(k, saved[k], getattr(cfg, k)) for k in SHAPE_FLAGS
+            if k in saved and getattr(cfg, k) is not None and saved[k] != getattr(cfg, k)]
+    if diff:
+        raise SystemExit(f"--load {cfg.load}: the checkpoint (iteration {it}) was saved with "
+                         + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v, _ in diff) + "; this run has "
+                         + ", ".join(f"--{k.replace('_', '-')} {w}" for k, _, w in diff)
+                         + ". Pass the checkpoint's values (only depth can change, by growth)")
 
 
 def schedule_problems(cfg, common: dict, it: int) -> None:

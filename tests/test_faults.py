@@ -164,3 +164,34 @@ def test_keep_last_k_prunes_old_checkpoints_and_leftovers(tmp_path):
     (ck / "iter_0000099.tmp").mkdir(parents=True)  # the leftover of an interrupted save
     torchrun(1, [*ARGS, "--train-iters", "5", "--save", str(ck), "--save-interval", "1", "--keep-last-k", "2"])
     assert sorted(os.listdir(ck)) == ["iter_0000004", "iter_0000005", "latest_checkpointed_iteration.txt"]
+
+
+def test_damaged_or_mismatched_checkpoints_name_the_file(tmp_path):
+    import shutil
+
+    ck = tmp_path / "ck"
+    torchrun(1, [*ARGS, "--train-iters", "4", "--save", str(ck), "--save-interval", "2"])
+    resume = [*ARGS, "--train-iters", "4"]
+
+    def damaged(name, hurt, extra=()):
+        d = tmp_path / name
+        shutil.copytree(ck, d)
+        hurt(d)
+        res = torchrun(1, [*resume, *extra, "--load", str(d)], check=False)
+        assert res.returncode != 0
+        return res.stdout
+
+    def truncate(d):
+        shard = next(p for p in sorted((d / "iter_0000004").iterdir()) if p.suffix == ".distcp")
+        shard.write_bytes(shard.read_bytes()[:100])
+
+    out = damaged("trunc", truncate)
+    assert f"{tmp_path / 'trunc' / 'iter_0000004'} cannot be read" in out and "--ckpt-step N" in out, out[-3000:]
+    assert "other complete ones: 2" in out
+    out = damaged("nometa", lambda d: os.remove(d / "iter_0000004" / ".metadata"))
+    assert "iter_0000004 cannot be read" in out, out[-3000:]
+    out = damaged("tracker", lambda d: (d / "latest_checkpointed_iteration.txt").write_text("garbage"))
+    assert "does not hold an iteration number" in out and "complete ones: 2, 4" in out, out[-3000:]
+    out = damaged("shape", lambda d: None, ["--hidden-size", "128", "--ffn-hidden-size", "256"])
+    assert "was saved with --hidden-size 64, --ffn-hidden-size 128; this run has --hidden-size 128, " \
+           "--ffn-hidden-size 256" in out, out[-3000:]
