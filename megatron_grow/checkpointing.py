@@ -25,6 +25,8 @@ from megatron.core.dist_checkpointing.mapping import ShardedObject
 from torch.distributed.checkpoint.api import CheckpointException  # (a BaseException, not an Exception)
 
 TRACKER = "latest_checkpointed_iteration.txt"
+# checksums.<rank>.json in a checkpoint: size and CRC-32 of each CHUNK bytes of that rank's share of its files
+CHUNK = 64 << 20
 # Per-layer keys (decoder.layers.<global index>.<param>) instead of tensors stacked over layers:
 # a checkpoint then does not depend on the pipeline split, and growing depth is a key rename.
 SHARDING_METADATA = {"non_homogeneous_layers": True}
@@ -119,7 +121,86 @@ def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -
             os.fsync(f.fileno())
         os.replace(tracker_tmp, os.path.join(root, TRACKER))
     dist.barrier()
+    write_checksums(final, background=True)
     return final
+
+
+def _crc_chunks(path: str) -> list[int]:
+    """CRC-32 of each CHUNK of a file, the chunks in threads (zlib releases the GIL)."""
+    import zlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(k):
+        with open(path, "rb") as f:
+            f.seek(k * CHUNK)
+            return zlib.crc32(f.read(CHUNK))
+
+    n = max(1, -(-os.path.getsize(path) // CHUNK))
+    with ThreadPoolExecutor(min(8, n)) as pool:
+        return list(pool.map(one, range(n)))
+
+
+_CHECKSUM_THREADS: list = []
+
+
+def write_checksums(path: str, background: bool = False) -> None:
+    """This rank's share of the checkpoint's files (every world-size-th of the sorted listing), their
+    sizes and CRC-32s, into ``checksums.<rank>.json`` beside them. No collective: with ``background``
+    it runs in a thread, off the save's critical path (the process waits for it before exiting;
+    ``wait_for_checksums`` waits now). Needs a file system every rank sees, as torch_dist does."""
+    import json
+    import threading
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+
+    def run():
+        try:
+            files = sorted(f for f in os.listdir(path) if os.path.isfile(os.path.join(path, f))
+                           and not f.startswith("checksums"))
+            mine = {f: {"size": os.path.getsize(os.path.join(path, f)), "crc32": _crc_chunks(os.path.join(path, f))}
+                    for f in files[rank::world]}
+            out = os.path.join(path, f"checksums.{rank}.json")
+            with open(out + ".tmp", "w") as f:
+                json.dump(mine, f)
+            os.replace(out + ".tmp", out)
+        except FileNotFoundError:  # the checkpoint was pruned meanwhile (--keep-last-k)
+            pass
+
+    if not background:
+        return run()
+    t = threading.Thread(target=run, name=f"checksums {path}")
+    t.start()
+    _CHECKSUM_THREADS.append(t)
+
+
+def wait_for_checksums() -> None:
+    while _CHECKSUM_THREADS:
+        _CHECKSUM_THREADS.pop().join()
+
+
+def verify_checksums(path: str) -> str | None:
+    """The first problem with the files of checkpoint ``path`` against its ``checksums.<rank>.json``
+    (a missing, truncated or changed file), or None. A checkpoint without checksums passes."""
+    import json
+
+    want = {}
+    for name in os.listdir(path):
+        if name.startswith("checksums.") and name.endswith(".json"):
+            with open(os.path.join(path, name)) as f:
+                want.update(json.load(f))
+    if not want:
+        return None
+    for name, w in sorted(want.items()):
+        p = os.path.join(path, name)
+        if not os.path.isfile(p):
+            return f"{p} is missing"
+        if os.path.getsize(p) != w["size"]:
+            return f"{p} has {os.path.getsize(p)} bytes, {w['size']} were saved"
+        got = _crc_chunks(p)
+        if got != w["crc32"]:
+            k = next(i for i, (a, b) in enumerate(zip(got, w["crc32"])) if a != b)
+            return f"{p} differs from what was saved (CRC-32 of bytes {k * CHUNK}..{(k + 1) * CHUNK})"
+    return None
 
 
 def read_common(path: str) -> dict:
@@ -134,7 +215,7 @@ def damaged(root: str, it: int, e: Exception) -> SystemExit:
         e = next(iter(e.failures.values()))[0]
     why = f"{type(e).__name__}: {str(e)[:300]}" if str(e) else type(e).__name__
     return SystemExit(f"--load {root}: the checkpoint {iter_dir(root, it)} cannot be read ({why}); it is damaged "
-                      f"or incomplete. Load another with --ckpt-step N "
+                      f"or incomplete. Load another with --ckpt-step N or add --ckpt-fallback "
                       f"(other complete ones: {', '.join(map(str, have)) or 'none'})")
 
 

@@ -131,6 +131,7 @@ class RunConfig:
     exit_interval: Optional[int] = None
     load: Optional[str] = None
     ckpt_step: Optional[int] = None  # load this iteration of --load instead of the latest
+    ckpt_fallback: bool = False  # the latest checkpoint damaged (checksums, unreadable): load the newest intact one
     keep_last_k: Optional[int] = None  # keep only the newest K checkpoints in --save (and no stale .tmp)
     # stop early with a checkpoint (exit status 4): after this much wall-clock time; SIGTERM, SIGINT
     # and SIGUSR1 do the same at the end of the current iteration
@@ -351,6 +352,8 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
         P += _save_dir_problems(cfg.save)
     if cfg.load and not os.path.isdir(cfg.load):
         P.append(f"--load {cfg.load}: directory not found")
+    if cfg.ckpt_fallback and (not cfg.load or cfg.ckpt_step is not None):
+        P.append("--ckpt-fallback picks the newest intact checkpoint of --load DIR: give --load, and not --ckpt-step")
     if cfg.ckpt_step is not None and (not cfg.load or cfg.ckpt_step < 0):
         P.append(f"--ckpt-step {cfg.ckpt_step} picks an iteration of --load DIR: give --load and an iteration >= 0")
     warmup = cfg.warmup_iters

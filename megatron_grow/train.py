@@ -89,9 +89,11 @@ def checkpoint_config(cfg, for_training: bool = True):
         have = checkpointing.iterations(cfg.load)
         raise SystemExit(f"--load {cfg.load} --ckpt-step {it}: no complete checkpoint of that iteration there "
                          f"(complete ones: {', '.join(map(str, have)) or 'none'})")
+    chosen = cfg.ckpt_step is not None
+    it = intact_iteration(cfg, it)
     common = checkpointing.read_common_or_exit(cfg.load, it)
     later = [i for i in checkpointing.iterations(cfg.load) if i > it]
-    if later and cfg.save and os.path.abspath(cfg.save) == os.path.abspath(cfg.load):
+    if chosen and later and cfg.save and os.path.abspath(cfg.save) == os.path.abspath(cfg.load):
         raise SystemExit(f"--ckpt-step {it} with --save {cfg.save} (the --load directory) would overwrite its later "
                          f"checkpoints (iterations {', '.join(map(str, later))}); choose a new --save directory")
     layers, family = common["num_layers"], common["family"]
@@ -111,7 +113,32 @@ def checkpoint_config(cfg, for_training: bool = True):
     if saved != cfg.optimizer:
         raise SystemExit(f"--load {cfg.load}: the checkpoint holds {saved} optimizer state, but this run uses "
                          f"--optimizer {cfg.optimizer}; resume with --optimizer {saved}")
-    return cfg
+    return dataclasses.replace(cfg, ckpt_step=it)  # the load reads exactly the iteration checked here
+
+
+def intact_iteration(cfg, it: int) -> int:
+    """``it`` if its files match the checksums saved with them; else, with --ckpt-fallback, the newest
+    earlier one that does (rank 0 reads the files, every rank gets the answer)."""
+    import torch.distributed as dist
+
+    from megatron_grow import checkpointing
+
+    candidates = [it] + ([i for i in reversed(checkpointing.iterations(cfg.load)) if i < it] if cfg.ckpt_fallback else [])
+    for i in candidates:
+        box = [None]
+        if dist.get_rank() == 0:
+            box[0] = checkpointing.verify_checksums(checkpointing.iter_dir(cfg.load, i))
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is None:
+            return i
+        if not cfg.ckpt_fallback:
+            raise SystemExit(f"--load {cfg.load}: the checkpoint of iteration {i} is damaged: {box[0]}. Add "
+                             f"--ckpt-fallback to load the newest intact earlier one, or pick one with --ckpt-step N "
+                             f"(complete ones: {', '.join(map(str, checkpointing.iterations(cfg.load)))})")
+        if dist.get_rank() == 0:
+            print(f"--ckpt-fallback: the checkpoint of iteration {i} is damaged ({box[0]}); trying the one before",
+                  file=sys.stderr, flush=True)
+    raise SystemExit(f"--load {cfg.load}: no intact checkpoint there (every one fails its checksums)")
 
 
 SHAPE_FLAGS = ("hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",

@@ -167,29 +167,53 @@ def test_keep_last_k_prunes_old_checkpoints_and_leftovers(tmp_path):
 
 
 def test_damaged_or_mismatched_checkpoints_name_the_file(tmp_path):
+    """Checksums saved with every checkpoint catch a truncated, bit-flipped or missing file before
+    loading; --ckpt-fallback then loads the newest intact one; without checksums (or when they
+    pass) a read error still names the directory; a checkpoint of another shape is one message."""
     import shutil
 
-    ck = tmp_path / "ck"
-    torchrun(1, [*ARGS, "--train-iters", "4", "--save", str(ck), "--save-interval", "2"])
-    resume = [*ARGS, "--train-iters", "4"]
+    ck, full = tmp_path / "ck", tmp_path / "full.jsonl"
+    torchrun(1, [*ARGS, "--train-iters", "6", "--save", str(ck), "--save-interval", "2", "--exit-interval", "4",
+                 "--metrics-file", str(full)])
+    resume = [*ARGS, "--train-iters", "6"]
 
-    def damaged(name, hurt, extra=()):
+    def damaged(name, hurt, extra=(), check=False):
         d = tmp_path / name
         shutil.copytree(ck, d)
         hurt(d)
-        res = torchrun(1, [*resume, *extra, "--load", str(d)], check=False)
-        assert res.returncode != 0
+        res = torchrun(1, [*resume, *extra, "--load", str(d)], check=check)
+        assert check or res.returncode != 0
         return res.stdout
 
+    def shard(d):
+        return next(p for p in sorted((d / "iter_0000004").iterdir()) if p.suffix == ".distcp")
+
     def truncate(d):
-        shard = next(p for p in sorted((d / "iter_0000004").iterdir()) if p.suffix == ".distcp")
-        shard.write_bytes(shard.read_bytes()[:100])
+        shard(d).write_bytes(shard(d).read_bytes()[:100])
+
+    def flip(d):
+        b = bytearray(shard(d).read_bytes())
+        b[len(b) // 2] ^= 0x10
+        shard(d).write_bytes(bytes(b))
 
     out = damaged("trunc", truncate)
-    assert f"{tmp_path / 'trunc' / 'iter_0000004'} cannot be read" in out and "--ckpt-step N" in out, out[-3000:]
-    assert "other complete ones: 2" in out
-    out = damaged("nometa", lambda d: os.remove(d / "iter_0000004" / ".metadata"))
-    assert "iter_0000004 cannot be read" in out, out[-3000:]
+    assert "the checkpoint of iteration 4 is damaged" in out and "has 100 bytes" in out, out[-3000:]
+    assert "--ckpt-fallback" in out and "complete ones: 2, 4" in out
+    assert "differs from what was saved" in damaged("flip", flip)
+    assert ".metadata is missing" in damaged("nometa", lambda d: os.remove(d / "iter_0000004" / ".metadata"))
+    m = tmp_path / "fallback.jsonl"
+    out = damaged("fallback", flip, ["--ckpt-fallback", "--metrics-file", str(m)], check=True)
+    assert "--ckpt-fallback: the checkpoint of iteration 4 is damaged" in out
+    got = losses(m)
+    assert min(got) == 3 and {k: got[k] for k in (3, 4)} == {k: v for k, v in losses(full).items() if k > 2}
+
+    def unlisted_truncate(d):
+        for f in (d / "iter_0000004").glob("checksums.*.json"):  # as saved before checksums existed
+            os.remove(f)
+        truncate(d)
+
+    out = damaged("trunc_old", unlisted_truncate)
+    assert f"{tmp_path / 'trunc_old' / 'iter_0000004'} cannot be read" in out and "EOFError" in out, out[-3000:]
     out = damaged("tracker", lambda d: (d / "latest_checkpointed_iteration.txt").write_text("garbage"))
     assert "does not hold an iteration number" in out and "complete ones: 2, 4" in out, out[-3000:]
     out = damaged("shape", lambda d: None, ["--hidden-size", "128", "--ffn-hidden-size", "256"])
