@@ -281,8 +281,8 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
                  "log_interval", "eval_interval"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             P.append(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(cfg, name)})")
-    if P:
-        return P
+    if P:  # the layout checks below divide by these; the value ranges do not depend on them
+        return P + _range_problems(cfg)
     if ws % (tp * pp):
         P.append(f"world size {ws} is not divisible by --tensor-model-parallel-size {tp} x "
                  f"--pipeline-model-parallel-size {pp}; launch a multiple of {tp * pp} processes")
