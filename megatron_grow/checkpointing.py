@@ -96,8 +96,32 @@ def _sharded_state(model, optimizer, scheduler, common: dict, with_rng: bool, is
     return sd
 
 
+def _die_with_parent() -> None:  # (runs in the manager process)
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the process that started it dies
+
+
+def _writer_queue_dies_with_us() -> None:
+    """megatron's torch_dist writer keeps a multiprocessing Manager process (its results queue) for the
+    life of the process. Python stops it at a normal exit, but a rank killed with SIGKILL left it
+    behind forever (~270 MB each). Start that manager ourselves, with the Linux parent-death signal,
+    before megatron starts its own."""
+    import multiprocessing as mp
+    from multiprocessing.managers import SyncManager
+
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    if filesystem_async._results_queue is None and hasattr(os, "fork") and os.uname().sysname == "Linux":
+        manager = SyncManager(ctx=mp.get_context("spawn"))
+        manager.start(initializer=_die_with_parent)
+        filesystem_async._results_queue = manager.Queue()
+        filesystem_async._results_manager = manager  # (kept alive with the module)
+
+
 def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -> str:
     """Save a complete checkpoint of ``iteration`` under ``root`` atomically; returns its path."""
+    _writer_queue_dies_with_us()
     final, tmp = iter_dir(root, iteration), iter_dir(root, iteration) + ".tmp"
     if dist.get_rank() == 0:
         os.makedirs(root, exist_ok=True)

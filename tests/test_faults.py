@@ -86,8 +86,8 @@ def test_loss_spike_skips_the_update():
     assert training.skip_reason(types.SimpleNamespace(loss_spike_factor=None), state, 30.0, 1.0) is None
 
 
-def _launch(nproc, args, log):
-    """A torchrun job in its own session, output to ``log``."""
+def _launch(nproc, args, log, env_extra=None):
+    """A torchrun job (``nproc`` None: one plain process) in its own session, output to ``log``."""
     import subprocess
     import sys
 
@@ -95,9 +95,9 @@ def _launch(nproc, args, log):
 
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                              "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "megatron_grow.train", *args]
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env_extra or {}))
+    cmd = [sys.executable, *(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+                             if nproc else []), "-m", "megatron_grow.train", *args]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -219,3 +219,24 @@ def test_damaged_or_mismatched_checkpoints_name_the_file(tmp_path):
     out = damaged("shape", lambda d: None, ["--hidden-size", "128", "--ffn-hidden-size", "256"])
     assert "was saved with --hidden-size 64, --ffn-hidden-size 128; this run has --hidden-size 128, " \
            "--ffn-hidden-size 256" in out, out[-3000:]
+
+
+def test_a_killed_rank_leaves_no_process_behind(tmp_path):
+    """A process SIGKILLed right after its checkpoint was written (megatron's writer keeps a helper
+    process; torchrun would kill it with the worker's process group, a plain `python -m` run could
+    not) leaves nothing running."""
+    import time
+
+    log = tmp_path / "log"
+    proc = _launch(None, [*ARGS, "--train-iters", "6", "--save", str(tmp_path / "ck"), "--save-interval", "2"], log,
+                   env_extra={"MEGATRON_GROW_KILL_IN_SAVE": "4"})
+    try:
+        proc.wait(timeout=240)
+        time.sleep(2)
+        left = _session_alive(proc.pid)
+    finally:
+        import signal
+
+        if _session_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0 and not left, left
