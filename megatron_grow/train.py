@@ -106,13 +106,13 @@ def checkpoint_config(cfg, for_training: bool = True):
                " tools/expand_checkpoint.py cannot fix this (it only adds layers to a model of the same family).")
         raise SystemExit(f"--load {cfg.load}: the checkpoint (iteration {it}) is a {layers}-layer {family} model, "
                          f"but this run builds a {cfg.num_layers}-layer {cfg.model} model.{fix}")
+    saved = common["config"].get("optimizer", "adam")
+    if saved != cfg.optimizer:  # (first: other optimizer defaults would also change the schedule's weight decay)
+        raise SystemExit(f"--load {cfg.load}: the checkpoint holds {saved} optimizer state, but this run uses "
+                         f"--optimizer {cfg.optimizer}; resume with --optimizer {saved}")
     shape_problems(cfg, common, it)
     if for_training:  # (tools that only read the weights, such as dump_logits, take any schedule flags)
         schedule_problems(cfg, common, it)
-    saved = common["config"].get("optimizer", "adam")
-    if saved != cfg.optimizer:
-        raise SystemExit(f"--load {cfg.load}: the checkpoint holds {saved} optimizer state, but this run uses "
-                         f"--optimizer {cfg.optimizer}; resume with --optimizer {saved}")
     return dataclasses.replace(cfg, ckpt_step=it)  # the load reads exactly the iteration checked here
 
 

@@ -165,7 +165,7 @@ def test_growth_keeps_mup_at_the_target_depth(world):
                     grow_to_layers=4, grow_at_iter=10, train_iters=20)
     target = config.grown_config(cfg)
     assert (mup.width_mult(target), mup.depth_mult(target)) == (4.0, 0.5)
-    common = training.common_state(cfg, types.SimpleNamespace(consumed_samples=0, ledger={}))["config"]
+    common = training.common_state(cfg, types.SimpleNamespace(consumed_samples=0, ledger={}, skipped_steps=0))["config"]
     assert (common["mup"], common["mup_base_hidden_size"], common["mup_base_num_layers"]) == (True, 32, 1)
     gpt = build_model(target, 1, 1, torch.device("cpu"))
     proj = dict(gpt.named_parameters())["decoder.layers.3.self_attention.linear_proj.weight"]
