@@ -96,25 +96,22 @@ def _sharded_state(model, optimizer, scheduler, common: dict, with_rng: bool, is
     return sd
 
 
-def _die_with_parent() -> None:  # (runs in the manager process)
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the process that started it dies
-
-
 def _writer_queue_dies_with_us() -> None:
     """megatron's torch_dist writer keeps a multiprocessing Manager process (its results queue) for the
     life of the process. Python stops it at a normal exit, but a rank killed with SIGKILL left it
     behind forever (~270 MB each). Start that manager ourselves, with the Linux parent-death signal,
-    before megatron starts its own."""
+    before megatron starts its own. (Its initializer lives in a module without torch: the spawned
+    manager imports it, and importing torch and megatron there cost 5-8 s at every first save.)"""
     import multiprocessing as mp
     from multiprocessing.managers import SyncManager
 
     from megatron.core.dist_checkpointing.strategies import filesystem_async
 
+    from megatron_grow.lifetime import kill_helper_with_parent
+
     if filesystem_async._results_queue is None and hasattr(os, "fork") and os.uname().sysname == "Linux":
         manager = SyncManager(ctx=mp.get_context("spawn"))
-        manager.start(initializer=_die_with_parent)
+        manager.start(initializer=kill_helper_with_parent)
         filesystem_async._results_queue = manager.Queue()
         filesystem_async._results_manager = manager  # (kept alive with the module)
 
