@@ -136,7 +136,7 @@ class RunConfig:
     # stop early with a checkpoint (exit status 4): after this much wall-clock time; SIGTERM, SIGINT
     # and SIGUSR1 do the same at the end of the current iteration
     exit_duration_in_mins: Optional[float] = None
-    distributed_timeout_minutes: int = 10  # a collective that waits longer fails (a frozen rank)
+    distributed_timeout_minutes: float = 10  # a collective that waits longer fails (a frozen rank)
     # resuming with LR-schedule flags that differ from the checkpoint's: apply the flags' schedule (else refused)
     override_opt_param_scheduler: bool = False
     # logging
@@ -265,22 +265,25 @@ def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = 
         if cfg.global_batch_size is None and world_size % (cfg.tensor_model_parallel_size * cfg.pipeline_model_parallel_size) == 0:
             cfg.global_batch_size = cfg.micro_batch_size * max(cfg.data_parallel_size, 1)
         problems = validate(cfg, device, te_available)
-        if not problems and growth_requested(cfg):
-            problems = auto_tau_problems(cfg) or growth_problems(cfg, device, te_available)
+        if growth_requested(cfg) and not _first_tier_problems(cfg) and cfg.num_layers >= 0:
+            problems += auto_tau_problems(cfg) or growth_problems(cfg, device, te_available, known=problems)
     if problems:
         raise ConfigError(problems)
     return cfg
 
 
+def _first_tier_problems(cfg: RunConfig) -> list[str]:
+    """Sizes every other check divides by."""
+    names = ("tensor_model_parallel_size", "pipeline_model_parallel_size", "micro_batch_size", "train_iters",
+             "hidden_size", "num_attention_heads", "seq_length", "eval_iters", "log_interval", "eval_interval")
+    return [f"--{n.replace('_', '-')} must be >= 1 (got {getattr(cfg, n)})" for n in names
+            if getattr(cfg, n) is not None and getattr(cfg, n) < 1]
+
+
 def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[str]:
     """Every inconsistency in ``cfg``, each as a message naming the flag and what would work."""
-    P = []
     tp, pp, ws = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.world_size
-    for name in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "micro_batch_size",
-                 "train_iters", "hidden_size", "num_attention_heads", "seq_length", "eval_iters",
-                 "log_interval", "eval_interval"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            P.append(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(cfg, name)})")
+    P = _first_tier_problems(cfg)
     if P:  # the layout checks below divide by these; the value ranges do not depend on them
         return P + _range_problems(cfg)
     if ws % (tp * pp):
@@ -409,8 +412,8 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     P += bad("loss_spike_factor", lambda v: v > 1, "> 1 (a step is skipped when its loss exceeds this multiple of "
                                                    "the recent mean)")
     P += bad("exit_duration_in_mins", lambda v: v > 0, "> 0 (minutes of wall-clock time before saving and stopping)")
-    for name in ("vocab_size", "save_interval", "exit_interval", "max_skipped_steps", "keep_last_k",
-                 "distributed_timeout_minutes"):
+    P += bad("distributed_timeout_minutes", lambda v: v > 0, "> 0 (minutes a collective may wait for a rank)")
+    for name in ("vocab_size", "save_interval", "exit_interval", "max_skipped_steps", "keep_last_k"):
         v = getattr(cfg, name)
         if v is not None and v < 1:
             P.append(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
@@ -599,7 +602,9 @@ def grown_config(cfg: RunConfig) -> RunConfig:
     )
 
 
-def growth_problems(cfg: RunConfig, device: str, te_available: bool = False) -> list[str]:
+def growth_problems(cfg: RunConfig, device: str, te_available: bool = False, known=()) -> list[str]:
+    """Problems of the growth flags and of the grown model's layout, leaving out those in ``known``
+    (the un-grown config's, which the grown one repeats)."""
     from megatron_grow.growth.plan import problems as plan_problems
 
     P = []
@@ -622,5 +627,6 @@ def growth_problems(cfg: RunConfig, device: str, te_available: bool = False) -> 
               .replace("--pipeline-model-parallel-size", "--grow-pipeline-model-parallel-size")
               .replace("--expert-model-parallel-size", "--grow-expert-model-parallel-size")
               .replace("--num-layers", "--grow-to-layers").replace("--pipeline-layers", "--grow-pipeline-layers")
-              for p in validate(grown_config(cfg), device, te_available) if "already holds a checkpoint" not in p]
+              for p in validate(grown_config(cfg), device, te_available)
+              if "already holds a checkpoint" not in p and p not in known]
     return P

@@ -195,7 +195,7 @@ def megatron_without_te() -> None:
 _TIMEOUT_MINUTES = [10]  # the collective timeout of init_distributed, for every group made later
 
 
-def init_distributed(device: str, timeout_minutes: int = 10) -> tuple[int, int, torch.device]:
+def init_distributed(device: str, timeout_minutes: float = 10) -> tuple[int, int, torch.device]:
     """Start torch.distributed (env:// from torchrun, or a single local process); a collective that
     waits more than ``timeout_minutes`` fails (--distributed-timeout-minutes).
 

@@ -218,6 +218,7 @@ def setup(argv=None, for_training: bool = True):
 
 EXIT_DIVERGED = 3  # exit status when training stopped on skipped (non-finite or spiking) updates
 EXIT_STOPPED = 4  # stopped early by a signal or --exit-duration-in-mins, after saving: relaunch with --load
+EXIT_TIMEOUT = 5  # a collective waited longer than --distributed-timeout-minutes (a frozen or lost rank)
 
 
 def main(argv=None) -> dict:
@@ -235,6 +236,13 @@ def main(argv=None) -> dict:
             print(f"\nstopped: {e}", file=sys.stderr, flush=True)
         platform.shutdown()
         raise SystemExit(EXIT_STOPPED if isinstance(e, training.Stopped) else EXIT_DIVERGED)
+    except RuntimeError as e:  # gloo's words; NCCL's watchdog ends the process itself
+        if "Timed out waiting" not in str(e):
+            raise
+        print(f"\nrank {dist.get_rank()} stopped: a collective waited longer than --distributed-timeout-minutes "
+              f"{cfg.distributed_timeout_minutes:g}, so another rank is frozen or gone ({e}). Relaunch with "
+              f"--load {cfg.save or 'DIR'} to continue from the last checkpoint.", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_TIMEOUT) from None
     cfg, state = summary.pop("cfg"), summary.pop("state")
     if dist.get_rank() == 0:
         tok_s = summary["tokens"] / max(summary["seconds"], 1e-9)

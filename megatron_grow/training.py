@@ -9,6 +9,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
+import signal
 import time
 from functools import partial
 
@@ -19,6 +21,7 @@ from megatron.core.distributed import DistributedDataParallel, DistributedDataPa
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_grow import checkpointing, flops
+from megatron_grow.lifetime import die_with_parent
 from megatron_grow.models import build_model
 from megatron_grow.monitor import Monitor
 from megatron_grow.optim import Optimizer, build_scheduler
@@ -47,7 +50,9 @@ class Stopped(RuntimeError):
     """The run stopped early, after saving: a signal (SIGTERM, SIGINT, SIGUSR1) or --exit-duration-in-mins."""
 
 
-STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+# SIGHUP: the terminal closed or, for torchrun's workers, torchrun died (the kernel sends it to each
+# worker thread, so repeats of it are one request, never the "second signal" that ends waiting)
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP")
 
 
 class StopRequests:
@@ -55,25 +60,20 @@ class StopRequests:
     iteration, so every rank stops after the same iteration whichever rank got the signal."""
 
     def __init__(self, cfg, device):
-        import signal
-
         self.received, self.device, self.t0 = None, device, time.time()
         self.limit = cfg.exit_duration_in_mins * 60 if cfg.exit_duration_in_mins else None
         self.previous = {s: signal.signal(getattr(signal, s), self._catch) for s in STOP_SIGNALS}
+        if os.environ.get("TORCHELASTIC_RUN_ID"):  # torchrun's worker: if torchrun dies (a SIGUSR1 or SIGKILL
+            die_with_parent(signal.SIGHUP)         # sent to it), save and stop rather than train unsupervised
 
     def _catch(self, signum, frame):
-        import os
-        import signal
-
-        if self.received is not None:  # a second signal: no more waiting for the iteration to end
+        if self.received is not None and signum != signal.SIGHUP:  # a second signal: no more waiting
             self.restore()
             os.kill(os.getpid(), signum)
             return
         self.received = signum
 
     def due(self) -> str | None:
-        import signal
-
         flags = torch.tensor([float(self.received or 0),
                               float(self.limit is not None and time.time() - self.t0 > self.limit)], device=self.device)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)  # (the signal of the highest number, if ranks got several)
@@ -82,8 +82,6 @@ class StopRequests:
         return "--exit-duration-in-mins reached" if flags[1] else None
 
     def restore(self):
-        import signal
-
         for s, h in self.previous.items():
             signal.signal(getattr(signal, s), h)
 

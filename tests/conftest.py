@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import uuid
 
 import pytest
 
@@ -18,27 +19,59 @@ TINY = ["--preset", "tiny", "--hidden-size", "64", "--ffn-hidden-size", "128", "
         "--device", "cpu", "--no-progress"]
 
 
-def run(cmd: list[str], timeout: float = 300, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command in its own session; on timeout kill that session (only what we started).
+JOB_TAG = "MEGATRON_GROW_TEST_JOB"  # in the environment of every process a test starts, and their descendants
 
-    Output goes to a file, not a pipe, so a leftover child of a killed run (dist_checkpointing's
-    spawned helper) cannot keep us waiting; leftovers of the session are killed afterwards."""
+
+def job_processes(tag: str) -> list[int]:
+    """The live processes of the job started with ``tag``: torchrun, its workers (each in a session of
+    its own) and their helpers, found by the environment they inherited."""
+    mine = f"{JOB_TAG}={tag}".encode()
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if mine in f.read().split(b"\0"):
+                    pids.append(int(pid))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return pids
+
+
+def kill_job(tag: str) -> None:
+    for pid in job_processes(tag):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def launch(cmd: list[str], log, env: dict | None = None) -> subprocess.Popen:
+    """Start ``cmd`` in the repository with output to the open file ``log``; ``.tag`` names its job
+    for :func:`job_processes` and :func:`kill_job`."""
     # not the torch.distributed variables of an in-process world some tests start
     inherited = {k: v for k, v in os.environ.items()
                  if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    full_env = dict(inherited, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {}))
+    tag = uuid.uuid4().hex
+    full_env = dict(inherited, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **{JOB_TAG: tag}, **(env or {}))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    proc.tag = tag
+    return proc
+
+
+def run(cmd: list[str], timeout: float = 300, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command; on timeout kill it and every process it started (only what we started).
+
+    Output goes to a file, not a pipe, so a leftover child of a killed run (dist_checkpointing's
+    spawned helper) cannot keep us waiting; leftovers of the job are killed afterwards."""
     with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        proc = launch(cmd, log, env)
         try:
             proc.wait(timeout=timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_job(proc.tag)
         proc.wait()
         log.seek(0)
         out = log.read()

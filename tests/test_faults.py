@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from conftest import TINY, losses, read_metrics, torchrun
+from conftest import TINY, job_processes, kill_job, launch, losses, read_metrics, torchrun
 from megatron_grow import training
 
 ARGS = ["--model", "llama3", *TINY, "--num-layers", "2", "--mock-data", "--vocab-size", "1000",
@@ -86,34 +86,32 @@ def test_loss_spike_skips_the_update():
     assert training.skip_reason(types.SimpleNamespace(loss_spike_factor=None), state, 30.0, 1.0) is None
 
 
-def _launch(nproc, args, log, env_extra=None):
-    """A torchrun job (``nproc`` None: one plain process) in its own session, output to ``log``."""
-    import subprocess
+def _launch(nproc, args, log, env=None):
+    """A torchrun job (``nproc`` None: one plain process) with output to the file ``log``."""
     import sys
 
-    from conftest import ROOT
-
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env_extra or {}))
     cmd = [sys.executable, *(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
                              if nproc else []), "-m", "megatron_grow.train", *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(log, "w") as f:
+        return launch(cmd, f, env)
 
 
-def _session_alive(sid: int) -> list[str]:
-    import subprocess
+def _wait_for_the_job(proc, timeout: float) -> list[int]:
+    """Wait until no process of ``proc``'s job is left, or ``timeout``; returns those left."""
+    import time
 
-    out = subprocess.run(["ps", "-o", "pid=,sess=,args=", "-e"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if line.split()[1] == str(sid)]
+    deadline = time.time() + timeout
+    while job_processes(proc.tag) and time.time() < deadline:
+        time.sleep(0.5)
+    return job_processes(proc.tag)
 
 
-@pytest.mark.parametrize("target", ["launcher", "worker"])
+@pytest.mark.parametrize("target", ["launcher", "worker", "launcher-usr1"])
 def test_sigterm_saves_and_stops(tmp_path, target):
-    """SIGTERM to torchrun (forwarded to the workers) or to one worker only: every rank finishes the
-    iteration, the checkpoint of that iteration is written, the job ends, and no process of it
-    outlives it; the relaunch continues from there."""
+    """SIGTERM to torchrun (forwarded to the workers) or to one worker only, or SIGUSR1 to torchrun
+    (which kills it; its workers get SIGHUP from the kernel): every rank finishes the iteration,
+    the checkpoint of that iteration is written, the job ends, and no process of it outlives it;
+    the relaunch continues from there."""
     import signal
     import subprocess
     import time
@@ -129,20 +127,20 @@ def test_sigterm_saves_and_stops(tmp_path, target):
         while time.time() < deadline and logged() < 3:
             time.sleep(0.5)
         assert logged() >= 3, open(log).read()[-3000:]
-        if target == "launcher":
-            proc.send_signal(signal.SIGTERM)
-        else:
+        if target == "worker":
             kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
             os.kill(int(sorted(kids, key=int)[-1]), signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGUSR1 if target == "launcher-usr1" else signal.SIGTERM)
         proc.wait(timeout=120)
+        left = _wait_for_the_job(proc, 120)  # (torchrun killed by SIGUSR1 does not wait for its workers)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_job(proc.tag)
+        proc.wait()
     out = open(log).read()
-    assert proc.returncode != 0 and "SIGTERM received" in out and "relaunch with --load" in out, out[-3000:]
-    time.sleep(1)
-    assert not _session_alive(proc.pid), _session_alive(proc.pid)
+    got = "SIGHUP received" if target == "launcher-usr1" else "SIGTERM received"
+    assert proc.returncode != 0 and got in out and "relaunch with --load" in out, out[-3000:]
+    assert not left, left
     last = max(losses(m))
     assert int(open(os.path.join(ck, "latest_checkpointed_iteration.txt")).read()) == last
     more = tmp_path / "more.jsonl"
@@ -225,18 +223,37 @@ def test_a_killed_rank_leaves_no_process_behind(tmp_path):
     """A process SIGKILLed right after its checkpoint was written (megatron's writer keeps a helper
     process; torchrun would kill it with the worker's process group, a plain `python -m` run could
     not) leaves nothing running."""
-    import time
-
     log = tmp_path / "log"
     proc = _launch(None, [*ARGS, "--train-iters", "6", "--save", str(tmp_path / "ck"), "--save-interval", "2"], log,
-                   env_extra={"MEGATRON_GROW_KILL_IN_SAVE": "4"})
+                   env={"MEGATRON_GROW_KILL_IN_SAVE": "4"})
     try:
         proc.wait(timeout=240)
-        time.sleep(2)
-        left = _session_alive(proc.pid)
+        left = _wait_for_the_job(proc, 5)
     finally:
-        import signal
-
-        if _session_alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_job(proc.tag)
     assert proc.returncode != 0 and not left, left
+
+
+def test_a_frozen_rank_ends_the_job_after_the_timeout(tmp_path):
+    """A rank stopped dead (SIGSTOP) mid-run: the other one fails its collective after
+    --distributed-timeout-minutes, naming the flag, and torchrun ends the job instead of hanging
+    for gloo's default 30 minutes."""
+    import signal
+    import subprocess
+    import time
+
+    m, log = tmp_path / "m.jsonl", tmp_path / "log"
+    proc = _launch(2, [*ARGS, "--tensor-model-parallel-size", "2", "--train-iters", "100000", "--metrics-file", str(m),
+                       "--distributed-timeout-minutes", "0.25"], log)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and (not m.exists() or open(m).read().count('"lm_loss"') < 3):
+            time.sleep(0.5)
+        kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        os.kill(int(sorted(kids, key=int)[-1]), signal.SIGSTOP)
+        proc.wait(timeout=120)  # 15 s of timeout, then torchrun's 30 s of grace before it SIGKILLs the frozen one
+    finally:
+        kill_job(proc.tag)
+        proc.wait()
+    out = open(log).read()
+    assert proc.returncode != 0 and "waited longer than --distributed-timeout-minutes 0.25" in out, out[-3000:]

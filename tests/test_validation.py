@@ -84,6 +84,21 @@ def test_all_problems_reported_together():
     assert len(found) >= 3, found
 
 
+def test_growth_problems_come_with_the_others():
+    """A bad --lr does not hide a growth step outside the run, and the grown model's problems that
+    the un-grown one shares are said once."""
+    found = problems(BASE + ["--lr", "-1", "--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "50",
+                             "--train-iters", "20", "--num-attention-heads", "6", "--num-query-groups", "6",
+                             "--tensor-model-parallel-size", "4"], world=4)
+    assert any("--lr -1.0 must be" in p for p in found), found
+    assert any("growth at iteration 50" in p for p in found), found
+    found = problems(BASE + ["--lr", "-1", "--num-layers", "1", "--grow-to-layers", "3", "--grow-at-iter", "10",
+                             "--train-iters", "20", "--num-attention-heads", "6", "--num-query-groups", "6",
+                             "--tensor-model-parallel-size", "4", "--grow-pipeline-model-parallel-size", "2"], world=4)
+    assert sum("--num-attention-heads 6 is not divisible" in p for p in found) == 1, found
+    assert any("after growth" in p and "--grow-pipeline-model-parallel-size 2" in p for p in found), found
+
+
 def test_numeric_ranges_all_reported():
     """Values that would crash after model build or train silently wrong, all in one message."""
     found = problems(BASE + ["--lr", "nan", "--adam-beta1", "1.5", "--init-method-std", "-1", "--hidden-dropout", "2",
