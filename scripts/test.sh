@@ -1,6 +1,26 @@
 #!/usr/bin/env bash
-# Install what is missing (with the dev extras), then run the test suite.
+# Install what is missing (with the dev extras), then run the test suite in two lanes: the tests that
+# run in this process (minutes), then those that start processes (torchrun jobs, the CLI, scripts).
+#   bash scripts/test.sh            both lanes
+#   bash scripts/test.sh fast       the in-process lane only
+#   bash scripts/test.sh slow       the multi-process lane only
+# Further arguments go to pytest (e.g. -k resume, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
-exec "${PYTHON:-python3}" -m pytest tests -q -p no:cacheprovider "$@"
+PY=${PYTHON:-python3}
+lane=all
+case "${1:-}" in fast|slow|all) lane=$1; shift ;; esac
+pytest=("$PY" -m pytest tests -q -p no:cacheprovider "$@")
+if [ "$lane" != slow ]; then
+  echo "[test] fast lane: in-process tests"
+  start=$SECONDS
+  "${pytest[@]}" -m "not multiprocess" || [ $? -eq 5 ]  # (5: -k selected nothing in this lane)
+  echo "[test] fast lane: $((SECONDS - start)) s"
+fi
+if [ "$lane" != fast ]; then
+  echo "[test] slow lane: tests that start processes"
+  start=$SECONDS
+  "${pytest[@]}" -m multiprocess --durations=20 || [ $? -eq 5 ]
+  echo "[test] slow lane: $((SECONDS - start)) s"
+fi

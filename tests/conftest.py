@@ -143,3 +143,43 @@ def load_state(args: list[str], ck, layers: int, moment: str = "exp_avg"):
     opt = state.optimizer.optimizer
     moments = {n: opt.state[m][moment] for (n, _), m in zip(named, state.optimizer.masters)}
     return dict(named), moments, state
+
+
+# ---- two lanes: `-m "not multiprocess"` runs in this process only (minutes); `-m multiprocess` the rest
+LAUNCHERS = {"run", "torchrun", "launch", "_launch", "Popen"}
+
+
+def _names(code) -> set[str]:
+    out = set(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, "co_names"):
+            out |= _names(c)
+    return out
+
+
+def _starts_processes(fn, module, seen=None) -> bool:
+    """Whether test ``fn`` (or a function of its module it calls, transitively) launches a process."""
+    seen = set() if seen is None else seen
+    names = _names(fn.__code__)
+    if names & LAUNCHERS:
+        return True
+    for n in names - seen:
+        seen.add(n)
+        f = getattr(module, n, None)
+        if callable(f) and getattr(f, "__module__", None) == module.__name__ and hasattr(f, "__code__"):
+            if _starts_processes(f, module, seen):
+                return True
+    return False
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "multiprocess: starts other processes (torchrun jobs, the CLI, scripts); "
+                                       "marked by conftest, the slow lane")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fns = [getattr(item, "function", None)] + [  # the test and the fixtures it uses
+            d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+        if any(fn is not None and _starts_processes(fn, sys.modules[fn.__module__]) for fn in fns):
+            item.add_marker(pytest.mark.multiprocess)

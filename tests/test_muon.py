@@ -4,6 +4,7 @@ import json
 import math
 import os
 import sys
+import zlib
 
 import pytest
 import torch
@@ -56,7 +57,7 @@ def reference_step(p, buf, g, lr, wd, kind, scale_mode, split, qkv, nesterov, mu
 @pytest.mark.parametrize("split", ["off", "qkv", "group"])
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_step_matches_float64_reference(scale_mode, split, nesterov):
-    gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))  # fresh inputs each run
+    gen = torch.Generator().manual_seed(zlib.crc32(f"{scale_mode} {split} {nesterov}".encode()))  # per case, every run
     qkv = (2, 2, 4)  # query groups, heads per group, head dim
     shapes = {"qkv": (2 * 4 * 4, 24), "tall": (40, 24), "wide": (16, 56), "emb": (50, 24), "norm": (24,)}
     kinds = {"qkv": "muon", "tall": "muon", "wide": "muon", "emb": "nsgd", "norm": "nsgd"}
