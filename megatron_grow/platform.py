@@ -19,12 +19,8 @@ This is the ONLY module that knows megatron-core assumes CUDA. On a CPU-only mac
 
 Nothing else is patched: the numerics are megatron-core's own, run on CPU tensors.
 
-Independently of the device, ``megatron_without_te()`` fixes the places where megatron-core 0.16
-half-assumes Transformer Engine when it is not installed: multi-latent attention tests
-``isinstance(x, TELinear)`` with TELinear None (its HAVE_TE flag is set False) and builds its
-replicated kv down-projection only from TELinear (bound to our ``DuplicatedLinear``,
-megatron_grow/models/layers.py); the MoE router calls ``te_general_gemm``, a name left unbound
-when TE's import fails (bound to None, which selects megatron's own torch path).
+Transformer Engine's absence (a model matter, not a device one) is handled where models are built:
+``megatron_without_te()`` in megatron_grow/models/layers.py.
 """
 
 from __future__ import annotations
@@ -177,21 +173,6 @@ def te_available() -> bool:
     return True
 
 
-def megatron_without_te() -> None:
-    """See the module docstring (idempotent; nothing happens when Transformer Engine imports)."""
-    if te_available():
-        return
-    from megatron.core.transformer import multi_latent_attention
-    from megatron.core.transformer.moe import moe_utils
-
-    from megatron_grow.models.layers import DuplicatedLinear
-
-    multi_latent_attention.HAVE_TE = False
-    multi_latent_attention.TELinear = DuplicatedLinear
-    if not hasattr(moe_utils, "te_general_gemm"):
-        moe_utils.te_general_gemm = None
-
-
 _TIMEOUT_MINUTES = [10]  # the collective timeout of init_distributed, for every group made later
 
 
@@ -204,7 +185,6 @@ def init_distributed(device: str, timeout_minutes: float = 10) -> tuple[int, int
     """
     if device == "cpu":
         activate_cpu_compat()
-    megatron_without_te()
     if "RANK" not in os.environ:  # plain `python -m ...`: a world of one
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
@@ -221,6 +201,12 @@ def init_distributed(device: str, timeout_minutes: float = 10) -> tuple[int, int
         )
     dev = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")
     return dist.get_rank(), dist.get_world_size(), dev
+
+
+def collective_device() -> torch.device:
+    """Where a tensor must live for the default group's collectives: this rank's GPU under NCCL,
+    the CPU under gloo."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def _free_port() -> int:

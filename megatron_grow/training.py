@@ -25,6 +25,7 @@ from megatron_grow.lifetime import die_with_parent
 from megatron_grow.models import build_model
 from megatron_grow.monitor import Monitor
 from megatron_grow.optim import Optimizer, build_scheduler
+from megatron_grow.platform import collective_device
 
 
 @dataclasses.dataclass
@@ -144,8 +145,7 @@ def average_loss(losses: list) -> float:
     if ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0:
         total[0] = sum(float(x["lm_loss"]) for x in losses)
         total[1] = len(losses)
-    if dist.get_backend() == "nccl":
-        total = total.cuda()
+    total = total.to(collective_device())
     dist.all_reduce(total)
     return (total[0] / total[1]).item()
 

@@ -176,7 +176,9 @@ def build_model(cfg, tp: int, pp: int, device: torch.device):
 
     from megatron_grow import mup
     from megatron_grow.models.init import init_weights
+    from megatron_grow.models.layers import megatron_without_te
 
+    megatron_without_te()
     fam = FAMILIES[cfg.model]
     config = transformer_config(cfg, tp, pp, device.type)
     model = GPTModel(

@@ -45,3 +45,23 @@ class DuplicatedLinear(torch.nn.Module):
 
     def forward(self, x):
         return F.linear(x, self.weight), None
+
+
+def megatron_without_te() -> None:
+    """Fix the places where megatron-core 0.16 half-assumes Transformer Engine when it is not
+    installed (idempotent; nothing happens when TE imports): multi-latent attention tests
+    ``isinstance(x, TELinear)`` with TELinear None (its HAVE_TE flag is set False) and builds its
+    replicated kv down-projection only from TELinear (bound to ``DuplicatedLinear``); the MoE router
+    calls ``te_general_gemm``, a name left unbound when TE's import fails (bound to None, which
+    selects megatron's own torch path). Called by build_model before any spec is made."""
+    from megatron.core.transformer import multi_latent_attention
+    from megatron.core.transformer.moe import moe_utils
+
+    from megatron_grow.platform import te_available
+
+    if te_available():
+        return
+    multi_latent_attention.HAVE_TE = False
+    multi_latent_attention.TELinear = DuplicatedLinear
+    if not hasattr(moe_utils, "te_general_gemm"):
+        moe_utils.te_general_gemm = None
