@@ -95,7 +95,7 @@ def main(argv=None):
             assert checkpointing.verify_checksums(path) is None
             verify_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            checkpointing.load(root, state.model.module, state.optimizer, state.scheduler, it - 1)
+            checkpointing.load(root, state.model.module, state.optimizer, state.scheduler, it - 1, cfg.layout)
             load_s = time.perf_counter() - t0
             size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
             lost = busy_s - quiet_s + left_s

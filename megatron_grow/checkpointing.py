@@ -20,7 +20,6 @@ import signal
 import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
-from megatron.core import parallel_state as ps
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 from torch.distributed.checkpoint.api import CheckpointException  # (a BaseException, not an Exception)
 
@@ -68,11 +67,6 @@ def prune(root: str, keep: int) -> list[str]:
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed
-
-
-def layout() -> dict:
-    return {"tp": ps.get_tensor_model_parallel_world_size(), "pp": ps.get_pipeline_model_parallel_world_size(),
-            "dp": ps.get_data_parallel_world_size()}
 
 
 def _rng_state():
@@ -126,7 +120,7 @@ def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -
             shutil.rmtree(tmp)
         os.makedirs(tmp)
     dist.barrier()
-    meta = dict(common, iteration=iteration, layout=layout())
+    meta = dict(common, iteration=iteration)
     dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, meta, True, False), tmp)
     dist.barrier()
     if os.environ.get("MEGATRON_GROW_KILL_IN_SAVE") == str(iteration):  # fault injection for the tests
@@ -253,15 +247,16 @@ def read_common_or_exit(root: str, it: int) -> dict:
         raise damaged(root, it, e) from None
 
 
-def load(root: str, model, optimizer, scheduler, iteration: int | None = None) -> dict:
+def load(root: str, model, optimizer, scheduler, iteration: int | None = None, layout: dict | None = None) -> dict:
     """Load the checkpoint of ``iteration`` (default: the latest complete one) in ``root`` into model,
-    optimizer and scheduler. Returns the checkpoint's common state (iteration, consumed_samples, ...)."""
+    optimizer and scheduler; the per-rank RNG states too when ``layout`` (RunConfig.layout) is the
+    one it was saved at. Returns the checkpoint's common state (iteration, consumed_samples, ...)."""
     iteration = latest_iteration(root) if iteration is None else iteration
     if iteration is None:
         raise SystemExit(f"--load {root}: no {TRACKER} there; it holds no complete checkpoint")
     path = iter_dir(root, iteration)
     common = read_common_or_exit(root, iteration)
-    same_layout = common.get("layout") == layout()
+    same_layout = layout is not None and common.get("layout") == layout
     sd = _sharded_state(model, optimizer, scheduler, {}, same_layout, True)
     sd.pop("scheduler")
     try:

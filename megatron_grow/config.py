@@ -11,6 +11,7 @@ from typing import Optional
 
 import torch
 
+from megatron_grow.growth.plan import INITS, OPTIMIZER_STATE_MODES, PLACEMENTS
 from megatron_grow.models import FAMILIES
 
 
@@ -154,6 +155,13 @@ class RunConfig:
         return self.world_size // (self.tensor_model_parallel_size * self.pipeline_model_parallel_size)
 
     @property
+    def layout(self) -> dict:
+        """The parallel layout as logged (growth events) and saved in checkpoints; "ep" with experts."""
+        out = {"tp": self.tensor_model_parallel_size, "pp": self.pipeline_model_parallel_size,
+               "dp": self.data_parallel_size}
+        return {**out, "ep": self.expert_model_parallel_size} if self.num_experts else out
+
+    @property
     def num_micro_batches(self) -> int:
         return self.global_batch_size // (self.micro_batch_size * self.data_parallel_size)
 
@@ -167,6 +175,11 @@ class RunConfig:
             return self.lr_wsd_decay_iters
         return int(self.lr_wsd_decay_fraction * self.train_iters)
 
+    @property
+    def wsd_stable_end(self) -> int:
+        """The last iteration before the WSD decay."""
+        return self.train_iters - self.wsd_decay_iters
+
     def lr_schedule(self) -> dict:
         """The LR schedule these flags give, by the flags that set it (what a resume compares)."""
         out = {"lr": self.lr, "min_lr": self.min_lr, "lr_decay_style": self.lr_decay_style,
@@ -175,6 +188,8 @@ class RunConfig:
             out.update(lr_wsd_decay_iters=self.wsd_decay_iters, lr_wsd_decay_style=self.lr_wsd_decay_style)
         return out
 
+
+NS_BACKENDS = ("torch", "triton", "te")  # Newton-Schulz implementations (megatron_grow/optim/newton_schulz.py)
 
 CHOICES = {
     "model": sorted(FAMILIES),
@@ -185,12 +200,12 @@ CHOICES = {
     "muon_split_qkv": ["off", "qkv", "group"],
     "muon_tp_mode": ["duplicated", "distributed", "blockwise"],
     "muon_dp_spread": ["auto", "on", "off"],
-    "ns_backend": ["auto", "torch", "triton", "te"],
+    "ns_backend": ["auto", *NS_BACKENDS],
     "lr_decay_style": ["wsd", "cosine", "constant", "linear"],
     "lr_wsd_decay_style": ["linear", "cosine", "exponential", "minus_sqrt"],
-    "grow_placement": ["bottom", "top", "stack", "interleave"],
-    "grow_init": ["random", "copy", "zero", "copy_zeroL"],
-    "grow_optimizer_state": ["inherit", "copy", "reset"],
+    "grow_placement": list(PLACEMENTS),
+    "grow_init": list(INITS),
+    "grow_optimizer_state": list(OPTIMIZER_STATE_MODES),
     "grow_at": ["auto"],
     "moe_router_score_function": ["softmax", "sigmoid"],
     "moe_router_load_balancing_type": ["aux_loss", "seq_aux_loss", "none"],
@@ -570,8 +585,7 @@ def auto_tau_problems(cfg: RunConfig) -> list[str]:
     if cfg.lr_decay_style != "wsd":
         return [f"--grow-at auto plans tau = T_stable - t_mix for --lr-decay-style wsd, not {cfg.lr_decay_style}; "
                 "use wsd or give --grow-at-iter"]
-    warmup, stable_end = tau.schedule(cfg.train_iters, cfg.lr_warmup_iters, cfg.lr_warmup_fraction,
-                                      cfg.lr_wsd_decay_iters, cfg.lr_wsd_decay_fraction)
+    warmup, stable_end = cfg.warmup_iters, cfg.wsd_stable_end
     try:
         plan = tau.plan_from_pilot(*files, cfg.train_iters, warmup, stable_end, cfg.grow_mix_tolerance)
     except tau.PlanError as e:

@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import math
 
-_LAYERS = "decoder.layers."
-RESIDUAL_OUTPUTS = ("self_attention.linear_proj", "mlp.linear_fc2")
+from megatron_grow.models.names import in_layer_matrix, residual_output_modules
+
 
 
 def enabled(cfg) -> bool:
@@ -62,16 +62,11 @@ def depth_mult(cfg) -> float:
     return math.sqrt(cfg.mup_base_num_layers / cfg.num_layers)
 
 
-def is_hidden_matrix(name: str, ndim: int) -> bool:
-    """A 2-D weight inside a decoder layer (QKV, attention output, MLP fc1/fc2)."""
-    return ndim == 2 and _LAYERS in name
-
-
 def init_std_multiplier(name: str, ndim: int, m: float) -> float:
     """Factor on init_method_std that muP gives the parameter with global name ``name``:
     1/sqrt(m) for hidden matrices, 1 for everything else (embeddings, output layer: its 1/m is
     the forward multiplier, see the module docstring)."""
-    return 1.0 / math.sqrt(m) if is_hidden_matrix(name, ndim) else 1.0
+    return 1.0 / math.sqrt(m) if in_layer_matrix(name, ndim) else 1.0
 
 
 def lr_multiplier(cfg, global_name: str, param=None) -> float:
@@ -79,7 +74,7 @@ def lr_multiplier(cfg, global_name: str, param=None) -> float:
     if not enabled(cfg) or cfg.optimizer != "adam":
         return 1.0
     ndim = param.ndim if param is not None else 2
-    return 1.0 / width_mult(cfg) if is_hidden_matrix(global_name, ndim) else 1.0
+    return 1.0 / width_mult(cfg) if in_layer_matrix(global_name, ndim) else 1.0
 
 
 def install(model, cfg) -> dict:
@@ -97,8 +92,8 @@ def install(model, cfg) -> dict:
     a = depth_mult(cfg)
     if a != 1.0:
         for layer in model.decoder.layers:
-            for path in RESIDUAL_OUTPUTS:
-                handles["depth"].append(layer.get_submodule(path).register_forward_hook(_scale_output(a)))
+            for module in residual_output_modules(layer):
+                handles["depth"].append(module.register_forward_hook(_scale_output(a)))
     return handles
 
 

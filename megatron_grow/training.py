@@ -192,7 +192,7 @@ def evaluate(cfg, state: State, make_valid_iterator, device) -> float:
 
 def common_state(cfg, state: State) -> dict:
     return {"consumed_samples": state.consumed_samples, "ledger": dict(state.ledger),
-            "skipped_steps": state.skipped_steps,
+            "skipped_steps": state.skipped_steps, "layout": cfg.layout,
             "num_layers": cfg.num_layers, "family": cfg.model,
             "config": {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}}
 
@@ -219,7 +219,7 @@ def weights_finite(state: State) -> bool:
 
 def load_checkpoint(cfg, state: State) -> None:
     restore_progress(state, checkpointing.load(cfg.load, state.model.module, state.optimizer, state.scheduler,
-                                               cfg.ckpt_step))
+                                               cfg.ckpt_step, cfg.layout))
 
 
 def restore_progress(state: State, common: dict) -> None:

@@ -12,7 +12,8 @@ from conftest import ROOT
 
 from megatron_grow import config, mup, platform, training
 from megatron_grow.models import build_model
-from megatron_grow.models.init import OUTPUT_PROJECTIONS, _generator, global_names
+from megatron_grow.models.init import _generator, global_names
+from megatron_grow.models.names import is_residual_output
 
 STD = 0.02
 
@@ -42,7 +43,7 @@ def expected_std(name, ndim, m, num_layers):
     if ndim == 1:
         return 0.0
     std = STD / math.sqrt(m) if "decoder.layers." in name else STD
-    return std / math.sqrt(2 * num_layers) if name.endswith(OUTPUT_PROJECTIONS) else std
+    return std / math.sqrt(2 * num_layers) if is_residual_output(name) else std
 
 
 @pytest.mark.parametrize("model", ["llama3", "gpt2"])
@@ -75,7 +76,7 @@ def test_mup_off_is_todays_init_bit_for_bit(world, model):
     for n, p in sp.named_parameters():
         if p.ndim == 1:
             continue
-        std = STD / math.sqrt(2.0 * 2) if names[n].endswith(OUTPUT_PROJECTIONS) else STD
+        std = STD / math.sqrt(2.0 * 2) if is_residual_output(names[n]) else STD
         ref = torch.empty(p.shape).normal_(0.0, std, generator=_generator(cfg.seed, names[n], "cpu"))
         assert torch.equal(p, ref), n
     assert sp.mup_hooks == {"output": [], "depth": []}

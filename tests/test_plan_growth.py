@@ -7,6 +7,7 @@ import sys
 import pytest
 from conftest import TINY, read_metrics, run, torchrun
 
+from megatron_grow.config import RunConfig
 from megatron_grow.growth import tau as planner
 
 FLOPS_SRC = {"flops": 100, "flops_6n": 60, "flops_6n_nonemb": 10}
@@ -60,7 +61,8 @@ def test_plan_and_compute_ratio(tmp_path):
     f, g = tmp_path / "f.jsonl", tmp_path / "g.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in fixed))
     g.write_text("".join(json.dumps(r) + "\n" for r in grown))
-    warmup, stable_end = planner.schedule(1000)  # 2% warmup, 10% decay
+    sched = RunConfig(train_iters=1000)  # 2% warmup, 10% decay
+    warmup, stable_end = sched.warmup_iters, sched.wsd_stable_end
     assert (warmup, stable_end) == (20, 900)
     p = planner.plan_from_pilot(str(f), str(g), 1000, warmup, stable_end, window=1)
     assert p["tau"] == 900 - 19
@@ -102,7 +104,8 @@ def test_trainer_grow_at_auto_uses_the_plan(tmp_path):
     tol = "0.05"
     res = torchrun(1, [*ARGS, "--train-iters", "40", "--num-layers", "1", "--grow-to-layers", "2", "--grow-at", "auto",
                        "--grow-pilot-metrics", f"{fixed},{grown}", "--grow-mix-tolerance", tol, "--metrics-file", str(out)])
-    expect = planner.plan_from_pilot(str(fixed), str(grown), 40, *planner.schedule(40, warmup_iters=1), float(tol))
+    sched = RunConfig(train_iters=40, lr_warmup_iters=1)
+    expect = planner.plan_from_pilot(str(fixed), str(grown), 40, sched.warmup_iters, sched.wsd_stable_end, float(tol))
     event = [r for r in read_metrics(out) if r.get("event") == "grow"]
     assert len(event) == 1 and event[0]["iter"] == expect["tau"], (event, expect)
     assert "--grow-at auto: pilot: grown at iteration 2" in res.stdout

@@ -18,8 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from megatron_grow.growth.plan import INITS, PLACEMENTS  # noqa: E402
-from megatron_grow.growth.reshard import OPTIMIZER_STATE_MODES  # noqa: E402
+from megatron_grow.growth.plan import INITS, OPTIMIZER_STATE_MODES, PLACEMENTS  # noqa: E402
 
 
 def parse(argv=None):

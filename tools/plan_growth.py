@@ -16,6 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from megatron_grow.config import RunConfig  # noqa: E402
 from megatron_grow.growth import tau as planner  # noqa: E402
 
 
@@ -42,8 +43,10 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
-    warmup, stable_end = planner.schedule(args.train_iters, args.lr_warmup_iters, args.lr_warmup_fraction,
-                                          args.lr_wsd_decay_iters, args.lr_wsd_decay_fraction)
+    run = RunConfig(train_iters=args.train_iters, lr_warmup_iters=args.lr_warmup_iters,  # (the trainer's rule)
+                    lr_warmup_fraction=args.lr_warmup_fraction, lr_wsd_decay_iters=args.lr_wsd_decay_iters,
+                    lr_wsd_decay_fraction=args.lr_wsd_decay_fraction)
+    warmup, stable_end = run.warmup_iters, run.wsd_stable_end
     try:
         if args.t_mix is not None:
             result = planner.plan(args.t_mix, args.train_iters, warmup, stable_end)

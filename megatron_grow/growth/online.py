@@ -61,11 +61,6 @@ def grow(cfg, state, data, device, mon, evaluate):
         shutil.rmtree(root, ignore_errors=True)
     loss_after = evaluate(target, new)
     event = {"event": "grow", "iter": new.iteration, "from_layers": cfg.num_layers, "to_layers": target.num_layers,
-             "from_layout": _layout(cfg), "to_layout": _layout(target), "seconds": time.time() - t0,
+             "from_layout": cfg.layout, "to_layout": target.layout, "seconds": time.time() - t0,
              "loss_before": loss_before, "loss_after": loss_after}
     return target, new, event
-
-
-def _layout(cfg) -> dict:
-    out = {"tp": cfg.tensor_model_parallel_size, "pp": cfg.pipeline_model_parallel_size, "dp": cfg.data_parallel_size}
-    return {**out, "ep": cfg.expert_model_parallel_size} if cfg.num_experts else out

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 PLACEMENTS = ("bottom", "top", "stack", "interleave")
 INITS = ("random", "copy", "zero", "copy_zeroL")
+OPTIMIZER_STATE_MODES = ("inherit", "copy", "reset")  # what growth does with the moments (growth/reshard.py)
 
 
 @dataclass(frozen=True)

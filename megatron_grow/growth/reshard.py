@@ -15,7 +15,6 @@ The optimizer step count, LR scheduler, iteration and data position continue unc
 
 from __future__ import annotations
 
-import re
 
 import torch
 from megatron.core import dist_checkpointing
@@ -23,15 +22,13 @@ from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTenso
 
 from megatron_grow import checkpointing
 from megatron_grow.growth.plan import TargetLayer
-from megatron_grow.models.init import OUTPUT_PROJECTIONS
+from megatron_grow.models.names import LAYER, is_residual_output
 
-OPTIMIZER_STATE_MODES = ("inherit", "copy", "reset")
-_LAYER_KEY = re.compile(r"^(.*decoder\.layers\.)(\d+)(\..*)$")
 
 
 def _source_key(key: str, plan: list[TargetLayer], take) -> str | None:
     """The checkpoint key the target tensor ``key`` loads from, or None to keep it as it is."""
-    m = _LAYER_KEY.match(key)
+    m = LAYER.match(key)
     if not m:
         return key
     t = plan[int(m.group(2))]
@@ -61,7 +58,7 @@ def _select(tensors: dict, plan, take, layers: set[int], first_pass: bool) -> di
     for name, sh in tensors.items():
         if not isinstance(sh, (ShardedTensor, ShardedTensorFactory)):  # (gated fc1 is a factory)
             continue
-        m = _LAYER_KEY.match(sh.key)
+        m = LAYER.match(sh.key)
         if (m and int(m.group(2)) not in layers) or (not m and not first_pass):
             continue
         src = _source_key(sh.key, plan, take)
@@ -114,5 +111,5 @@ def _zero_output_projections(model, plan: list[TargetLayer]) -> None:
     for layer in model.decoder.layers:
         if plan[layer.layer_number - 1].zero_output:
             for name, p in layer.named_parameters():
-                if (name.rsplit(".", 1)[0] + ".weight").endswith(OUTPUT_PROJECTIONS):  # weight and bias
+                if is_residual_output(name):  # weight and bias
                     p.zero_()

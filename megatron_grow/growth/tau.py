@@ -79,14 +79,6 @@ def mixing_time(fixed: list[dict], grown: list[dict], tolerance: float = 0.01, m
             "last_common_iter": common[-1], "tolerance": tolerance}
 
 
-def schedule(train_iters: int, warmup_iters: int | None = None, warmup_fraction: float = 0.02,
-             decay_iters: int | None = None, decay_fraction: float = 0.1) -> tuple[int, int]:
-    """(warmup, T_stable) of a WSD schedule, as the trainer computes them."""
-    warmup = warmup_iters if warmup_iters is not None else int(warmup_fraction * train_iters)
-    decay = decay_iters if decay_iters is not None else int(decay_fraction * train_iters)
-    return warmup, train_iters - decay
-
-
 def per_iter_flops(grown: list[dict]) -> tuple[dict, dict]:
     """(source, target) per-iteration FLOPs in each convention, from a grown run's metrics."""
     tau = grow_event(grown)["iter"]

@@ -15,28 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 
 import torch
 from megatron.core import parallel_state as ps
 
-_LAYER = re.compile(r"^(.*decoder\.layers\.)(\d+)(\..*)$")
-_EXPERT = re.compile(r"^(.*\.local_experts\.)(\d+)(\..*)$")
-# residual-branch output projections: attention's, the dense MLP's, every expert's and the shared
-# expert's fc2 (names end with one of these)
-OUTPUT_PROJECTIONS = ("self_attention.linear_proj.weight", "linear_fc2.weight")
-
-
-def layer_index(global_name: str) -> int | None:
-    """The global decoder layer a parameter belongs to (None: embeddings, final norm, head)."""
-    m = _LAYER.match(global_name)
-    return int(m.group(2)) if m else None
-
-
-def is_expert(name: str) -> bool:
-    """A routed expert's parameter (split over the expert-parallel group, not the DP group)."""
-    return ".local_experts." in name
-
+from megatron_grow.models.names import EXPERT, LAYER, is_expert, is_residual_output
 
 def global_names(model) -> dict[str, str]:
     """Local parameter name -> global name (pipeline-local layer index -> global layer index,
@@ -50,9 +33,9 @@ def global_names(model) -> dict[str, str]:
     tied = model.share_embeddings_and_output_weights
     out = {}
     for name, _ in model.named_parameters():
-        m = _LAYER.match(name)
+        m = LAYER.match(name)
         g = f"{m.group(1)}{offsets[int(m.group(2))]}{m.group(3)}" if m else name
-        e = _EXPERT.match(g)
+        e = EXPERT.match(g)
         if e:
             g = f"{e.group(1)}{first_expert + int(e.group(2))}{e.group(3)}"
         if tied and g == "output_layer.weight":
@@ -97,7 +80,7 @@ def full_init(name: str, shape, seed: int, std: float, num_layers: int, device, 
         from megatron_grow.mup import init_std_multiplier
 
         std = std * init_std_multiplier(name, len(shape), width_mult)
-    if name.endswith(OUTPUT_PROJECTIONS):
+    if is_residual_output(name):
         std = std / math.sqrt(2.0 * max(num_layers, 1))
     out = torch.empty(shape, device=device, dtype=torch.float32)
     out.normal_(0.0, std, generator=_generator(seed, name, device))

@@ -29,7 +29,8 @@ class Optimizer:
 
     def __init__(self, model, cfg):
         from megatron_grow import mup
-        from megatron_grow.models.init import global_names, is_expert, layer_index
+        from megatron_grow.models.init import global_names
+        from megatron_grow.models.names import is_expert, layer_index
 
         self.model = model
         self.clip_grad = cfg.clip_grad
@@ -194,7 +195,7 @@ def new_layer_lr_factor(cfg):
 def _muon(cfg, groups, named, masters) -> MuonNSGD:
     """Muon-NSGD over the masters: Muon for 2-D weights inside decoder layers, NSGD for the rest."""
     from megatron_grow.config import ns_coefficients
-    from megatron_grow.models.init import is_expert
+    from megatron_grow.models.names import is_expert, is_muon_matrix
 
     tp = ps.get_tensor_model_parallel_world_size()
     heads, ng = cfg.num_attention_heads, cfg.num_query_groups or cfg.num_attention_heads
@@ -203,8 +204,7 @@ def _muon(cfg, groups, named, masters) -> MuonNSGD:
     for (n, p), m in zip(named, masters):
         sharded = getattr(p, "tensor_model_parallel", False) and tp > 1
         info[id(m)] = ParamInfo(
-            # hidden matrices (each routed expert's own); the MoE router is NSGD like the head
-            muon=p.ndim == 2 and n.startswith("decoder.layers.") and not n.endswith("mlp.router.weight"),
+            muon=is_muon_matrix(n, p.ndim),  # (each routed expert's own matrices too)
             expert=is_expert(n),
             tp_dim=p.partition_dim if sharded else None,
             qkv=(ng // tp, heads // ng, head_dim) if n.endswith("self_attention.linear_qkv.weight") else None,

@@ -24,9 +24,10 @@ import time
 import torch
 import torch.distributed as dist
 
+from megatron_grow.config import NS_BACKENDS as BACKENDS
+
 QUINTIC = (3.4445, -4.7750, 2.0315)
 EPS = 1e-7
-BACKENDS = ("torch", "triton", "te")
 
 
 def _iterate(X: torch.Tensor, steps: int, coefficients, gram=lambda A: A) -> torch.Tensor:
