@@ -16,7 +16,8 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "tensorboard", "matplotlib", "triton"],  # triton: kernel tests run on CPU under TRITON_INTERPRET=1
+        # triton: kernel tests run on CPU under TRITON_INTERPRET=1
+        "dev": ["pytest", "pytest-timeout", "tensorboard", "matplotlib", "triton", "ruff>=0.17,<0.18"],
         "gpu": ["transformer-engine[pytorch]", "nvidia-ml-py"],
     },
 )

@@ -42,7 +42,7 @@ def main(argv=None):
 
     import torch
 
-    from megatron_grow import checkpointing, platform, training
+    from megatron_grow import checkpointing, platform, runstate, training
     from megatron_grow.train import _quiet, setup
 
     _quiet()
@@ -67,17 +67,17 @@ def main(argv=None):
         real_checksums = checkpointing.write_checksums
         it = 1  # a first save, unmeasured, starts megatron's writer and its helper process
         first = checkpointing.save(root, it, state.model.module, state.optimizer, state.scheduler,
-                                   training.common_state(cfg, state))
+                                   runstate.common_state(cfg, state))
         checkpointing.wait_for_checksums()
         shutil.rmtree(first)
-        for k in range(args.repeats):
+        for _ in range(args.repeats):
             timed = {}
             for with_sums in (True, False):  # the same save and steps, with the checksum thread and without
                 checkpointing.write_checksums = real_checksums if with_sums else (lambda *a, **kw: None)
                 it += 1
                 t0 = time.perf_counter()
                 path = checkpointing.save(root, it, state.model.module, state.optimizer, state.scheduler,
-                                          training.common_state(cfg, state))
+                                          runstate.common_state(cfg, state))
                 save_s = time.perf_counter() - t0  # what training waits for: the checksums run in a thread
                 busy_s = steps()
                 t0 = time.perf_counter()

@@ -78,7 +78,8 @@ RECIPES = {
     "p0-random-0.8+lr3to1": ("p0-random-0.8", ["--grow-new-layer-lr-mult", "3", "--grow-new-layer-lr-iters", "150"]),
     "p0-random-0.8+rewarm": ("p0-random-0.8", ["--grow-new-layer-lr-mult", "0", "--grow-new-layer-lr-iters", "50"]),
     # depth-muP with the 1-layer base: every branch of the grown 8-layer model scaled by sqrt(1/8)
-    "p0-random-0.8+depthmup": ("p0-random-0.8", ["--mup", "--mup-base-hidden-size", "32", "--mup-base-num-layers", "1"]),
+    "p0-random-0.8+depthmup": ("p0-random-0.8",
+                               ["--mup", "--mup-base-hidden-size", "32", "--mup-base-num-layers", "1"]),
     # AdamW at the LR benchmarks/optimizer_sweep.py found best (5e-3), fixed-size and grown
     "fixed+adam5e-3": ("fixed", ["--optimizer", "adam", "--lr", "5e-3"]),
     "p1-copy_zeroL-0.8+adam5e-3": ("p1-copy_zeroL-0.8", ["--optimizer", "adam", "--lr", "5e-3"]),
@@ -134,7 +135,8 @@ class Job:
         if self.chain:
             ends = [t for _, _, t in self.chain[1:]] + [1.0]
             return sum(((self.chain[0][2] * self.chain[0][0] / p.layers) if k == 0 else 0)
-                       + (end - tau) * dst / p.layers for k, ((_, dst, tau), end) in enumerate(zip(self.chain, ends))
+                       + (end - tau) * dst / p.layers
+                       for k, ((_, dst, tau), end) in enumerate(zip(self.chain, ends, strict=True))
                        ) * p.T * step + 40 * len(self.chain)
         if r.source is None:
             return r.iters(p.T) * step + 15
@@ -144,7 +146,7 @@ class Job:
         return (r.tau * p.T * src + (1 - r.tau) * p.T) * step + 25
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def width_point(width: int) -> Point:
     """Vocabulary scaled with width (~25% embedding share at 8 layers), T for 12 tokens/parameter."""
     from megatron_grow import flops
@@ -222,7 +224,8 @@ def _w16(add, seed):
         add(q, [late])
         add(q, [late], RECIPES["p1-copy_zeroL-0.8-stack"][1], "p1-copy_zeroL-0.88-stack")
         add(q, [GROWN[2]], [], "p1-copy_zeroL-2step-late")
-    for lr in ("5e-3", "2e-2", "4e-2", "8e-2"):  # is the fixed run's LR (tuned at width 32) still right at width 16, T 225?
+    # is the fixed run's LR (tuned at width 32) still right at width 16, T 225?
+    for lr in ("5e-3", "2e-2", "4e-2", "8e-2"):
         add(p, [FIXED[0]], ["--lr", lr], f"fixed+lr{lr}")
         add(p, [late], ["--lr", lr, *RECIPES["p1-copy_zeroL-0.8-stack"][1]], f"p1-copy_zeroL-0.88-stack+lr{lr}")
 
@@ -468,7 +471,7 @@ def fit_law(xs: list[float], gaps: list[float], sigma: float, targets=(0.01, 0.0
     out = {"n": int(ok.sum()), "a": float(math.exp(la)), "b": float(b),
            "b_68": [float(np.percentile([bb for _, bb in boot], q)) for q in (16, 84)]}
     for t in targets:
-        def cross(la_, b_):
+        def cross(la_, b_, t=t):
             e = (la_ - math.log(t)) / b_ if abs(b_) > 1e-6 else math.inf
             return math.exp(e) if abs(e) < 50 else (math.inf if e > 0 else 0.0)
         xs_b = sorted(cross(*p) for p in boot)
@@ -626,14 +629,14 @@ def plot(rows: list[dict], fitted: dict, sigma: float, path: str) -> None:
 
     axes_names = [a for a in ("T", "layers", "width") if any(v["axis"] == a for v in fitted.values())]
     fig, axes = plt.subplots(2, max(1, len(axes_names)), figsize=(5.5 * max(1, len(axes_names)), 9), squeeze=False)
-    colors = dict(zip(LAW_RUNS, plt.get_cmap("tab10").colors))
+    colors = dict(zip(LAW_RUNS, plt.get_cmap("tab10").colors, strict=False))
     for j, axis in enumerate(axes_names):
         for i, kind in enumerate(("gap", "gap_matched")):
             ax = axes[i][j]
             for law in fitted.values():
                 if law["axis"] != axis or law["kind"] != kind:
                     continue
-                xs, ys = zip(*law["points"])
+                xs, ys = zip(*law["points"], strict=True)
                 c = colors[law["name"]]
                 ax.errorbar(xs, [100 * y for y in ys], yerr=100 * sigma, fmt="o", color=c, label=law["name"],
                             capsize=3)
@@ -674,11 +677,11 @@ def plot_frontiers(rows: list[dict], path: str) -> None:
     if not points:
         return
     fig, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 4), squeeze=False)
-    colors = dict(zip(LAW_RUNS, plt.get_cmap("tab10").colors))
-    for ax, (L, T, tag) in zip(axes[0], points):
+    colors = dict(zip(LAW_RUNS, plt.get_cmap("tab10").colors, strict=False))
+    for ax, (L, T, tag) in zip(axes[0], points, strict=False):
         at = [r for r in rows if r["point"] == tag and r["schedule"] == "wsd"]
         fixed = sorted((r["compute"], r["val_loss"]) for r in at if r["name"] in {f.name for f in FIXED})
-        ax.plot(*zip(*fixed), "k-o", label="fixed-size (0.35, 0.6, 1.0 T)")
+        ax.plot(*zip(*fixed, strict=True), "k-o", label="fixed-size (0.35, 0.6, 1.0 T)")
         for r in at:
             if r["name"] in colors and r["name"] not in {f.name for f in FIXED}:
                 ax.plot(r["compute"], r["val_loss"], "s", color=colors[r["name"]], label=r["name"])
@@ -709,7 +712,8 @@ def main(argv=None):
     ap.add_argument("--axes", default="T,seeds,recipe,depth,tmix,w16,width,twostep",
                     help="comma-separated parts, run in the order given (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="concurrent single-process runs (one per core)")
-    ap.add_argument("--reuse", action="store_true", help="skip runs already stored under benchmarks/results/growth_scaling")
+    ap.add_argument("--reuse", action="store_true",
+                    help="skip runs already stored under benchmarks/results/growth_scaling")
     ap.add_argument("--dry-run", action="store_true", help="list the runs and their expected core-time")
     ap.add_argument("--analyse-only", action="store_true", help="only tables, laws and plots from stored runs")
     ap.add_argument("--max-hours", type=float, default=None, help="start no new run after this many hours")

@@ -202,7 +202,8 @@ def main(argv=None):
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    sizes = [int(s) for s in (args.sizes if args.sizes is not None else ",".join(map(str, SQUARE if cuda else SQUARE[:2]))).split(",") if s]
+    sizes = [int(s) for s in (args.sizes if args.sizes is not None
+                              else ",".join(map(str, SQUARE if cuda else SQUARE[:2]))).split(",") if s]
     spec = args.shapes if args.shapes is not None else ",".join(MODELS)
     scale = args.scale if args.scale is not None else (1.0 if cuda else 0.25)
     dtype = DTYPES[args.dtype or ("bf16" if cuda else "fp32")]

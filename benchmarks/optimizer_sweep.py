@@ -81,7 +81,8 @@ def main(argv=None):
              "| optimizer | update scale | lr | val loss | train loss |", "|---|---|---:|---:|---:|"]
     lines += [f"| {r['optimizer']} | {r['scale_mode']} | {r['lr']:g} | {r['val_loss']:.4f} | {r['train_loss']:.4f} |"
               for r in rows]
-    lines += ["", "Best of each:", ""] + [f"- {k}: lr {r['lr']:g}, val loss {r['val_loss']:.4f}" for k, r in best.items()]
+    lines += ["", "Best of each:", ""] + [f"- {k}: lr {r['lr']:g}, val loss {r['val_loss']:.4f}"
+                                          for k, r in best.items()]
     spread = dp_spread(args.out)
     lines += ["", "## DP spread (Muon-NSGD, DP2, mock data, 12 iterations)", "",
               "| hidden | spread | median step ms | final loss |", "|---:|---|---:|---:|"]

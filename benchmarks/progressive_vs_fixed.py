@@ -89,7 +89,8 @@ class Run:
             return out + ["--num-layers", str(layers)]
         out += ["--num-layers", str(self.source)]
         if self.tau is not None:
-            out += ["--grow-at-iter", str(round(self.tau * T)), "--grow-to-layers", str(layers), "--grow-init", self.init]
+            out += ["--grow-at-iter", str(round(self.tau * T)), "--grow-to-layers", str(layers),
+                    "--grow-init", self.init]
         return out
 
     @property
@@ -229,7 +230,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
         x_f = [p["cum_flops"] for p in r["curve"]]
         x_i = [p["iter"] for p in r["curve"]]
         y = [p["val_loss"] for p in r["curve"]]
-        for ax, x in zip(axes, (x_f, x_i)):
+        for ax, x in zip(axes, (x_f, x_i), strict=False):
             ax.plot(x, y, style, lw=width, color=colors[i % len(colors)], label=r["name"])
     axes[0].set_xscale("log")
     axes[0].set_xlabel("training FLOPs (exact matmul count, cumulative)")
@@ -309,7 +310,8 @@ def main(argv=None):
     write(out, {"meta": meta, "runs": rows}, table)
     plot(rows, out + ".png", f"{L}-layer target, {T} iterations, {args.optimizer}")
     print("\n" + table)
-    print(f"measured {meta['measured_s'] / 60:.1f} min (expected ~{sum(est.values()) / 60:.0f}); wrote {out}.json/.md/.png")
+    print(f"measured {meta['measured_s'] / 60:.1f} min (expected ~{sum(est.values()) / 60:.0f}); "
+          f"wrote {out}.json/.md/.png")
 
 
 if __name__ == "__main__":

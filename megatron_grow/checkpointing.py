@@ -13,9 +13,11 @@ loads into any TP/PP layout; the RNG states are per rank and restored only in th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
+import sys
 
 import torch
 import torch.distributed as dist
@@ -24,6 +26,16 @@ from megatron.core.dist_checkpointing.mapping import ShardedObject
 from torch.distributed.checkpoint.api import CheckpointException  # (a BaseException, not an Exception)
 
 TRACKER = "latest_checkpointed_iteration.txt"
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be used as asked; the message names the directory or file, or the flag,
+    and what to do. (The entry points print it and exit 1.)"""
+
+
+def no_checkpoint(root: str) -> CheckpointError:
+    return CheckpointError(f"--load {root}: no {TRACKER} there, so no complete checkpoint: not a megatron_grow "
+                           "checkpoint directory, or no save into it has finished")
 # checksums.<rank>.json in a checkpoint: size and CRC-32 of each CHUNK bytes of that rank's share of its files
 CHUNK = 64 << 20
 # Per-layer keys (decoder.layers.<global index>.<param>) instead of tensors stacked over layers:
@@ -219,7 +231,7 @@ def verify_checksums(path: str) -> str | None:
             return f"{p} has {os.path.getsize(p)} bytes, {w['size']} were saved"
         got = _crc_chunks(p)
         if got != w["crc32"]:
-            k = next(i for i, (a, b) in enumerate(zip(got, w["crc32"])) if a != b)
+            k = next(i for i, (a, b) in enumerate(zip(got, w["crc32"], strict=True)) if a != b)
             return f"{p} differs from what was saved (CRC-32 of bytes {k * CHUNK}..{(k + 1) * CHUNK})"
     return None
 
@@ -229,13 +241,13 @@ def read_common(path: str) -> dict:
     return dist_checkpointing.load_common_state_dict(path)
 
 
-def damaged(root: str, it: int, e: Exception) -> SystemExit:
+def damaged(root: str, it: int, e: Exception) -> CheckpointError:
     """The error for a checkpoint that cannot be read: which directory, why, and what to do."""
     have = [i for i in iterations(root) if i != it]
     if isinstance(e, CheckpointException) and e.failures:  # the first rank's own error, not the traceback text
         e = next(iter(e.failures.values()))[0]
     why = f"{type(e).__name__}: {str(e)[:300]}" if str(e) else type(e).__name__
-    return SystemExit(f"--load {root}: the checkpoint {iter_dir(root, it)} cannot be read ({why}); it is damaged "
+    return CheckpointError(f"--load {root}: the checkpoint {iter_dir(root, it)} cannot be read ({why}); it is damaged "
                       f"or incomplete. Load another with --ckpt-step N or add --ckpt-fallback "
                       f"(other complete ones: {', '.join(map(str, have)) or 'none'})")
 
@@ -253,7 +265,7 @@ def load(root: str, model, optimizer, scheduler, iteration: int | None = None, l
     one it was saved at. Returns the checkpoint's common state (iteration, consumed_samples, ...)."""
     iteration = latest_iteration(root) if iteration is None else iteration
     if iteration is None:
-        raise SystemExit(f"--load {root}: no {TRACKER} there; it holds no complete checkpoint")
+        raise no_checkpoint(root)
     path = iter_dir(root, iteration)
     common = read_common_or_exit(root, iteration)
     same_layout = layout is not None and common.get("layout") == layout
@@ -278,3 +290,118 @@ def _restore_rng(state):
     get_cuda_rng_tracker().set_states(state["tracker"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def resume_config(cfg, for_training: bool = True):
+    """The config to build for resuming --load: the grown one when the checkpoint is past growth.
+
+    A checkpoint whose depth or family matches neither is refused, saying whether
+    tools/expand_checkpoint.py can grow it."""
+    from megatron_grow import config
+
+    try:
+        it = latest_iteration(cfg.load) if cfg.ckpt_step is None else cfg.ckpt_step
+    except ValueError:
+        have = iterations(cfg.load)
+        raise CheckpointError(f"--load {cfg.load}: {os.path.join(cfg.load, TRACKER)} does not hold an "
+                              f"iteration number; pick a complete checkpoint with --ckpt-step N (complete ones: "
+                              f"{', '.join(map(str, have)) or 'none'})") from None
+    if it is None:
+        raise no_checkpoint(cfg.load)
+    if not os.path.isdir(iter_dir(cfg.load, it)):
+        have = iterations(cfg.load)
+        raise CheckpointError(f"--load {cfg.load} --ckpt-step {it}: no complete checkpoint of that iteration there "
+                              f"(complete ones: {', '.join(map(str, have)) or 'none'})")
+    chosen = cfg.ckpt_step is not None
+    it = intact_iteration(cfg, it)
+    common = read_common_or_exit(cfg.load, it)
+    later = [i for i in iterations(cfg.load) if i > it]
+    if chosen and later and cfg.save and os.path.abspath(cfg.save) == os.path.abspath(cfg.load):
+        raise CheckpointError(f"--ckpt-step {it} with --save {cfg.save} "
+                              f"(the --load directory) would overwrite its later "
+                              f"checkpoints (iterations {', '.join(map(str, later))}); choose a new --save directory")
+    layers, family = common["num_layers"], common["family"]
+    if config.growth_requested(cfg) and layers == cfg.grow_to_layers and it >= config.grow_iteration(cfg):
+        cfg = config.grown_config(cfg)
+    if family != cfg.model or layers != cfg.num_layers:
+        fix = (f" Grow it first: python tools/expand_checkpoint.py --load {cfg.load} --save NEW_DIR "
+               f"--target-num-layers {cfg.num_layers}, then --load NEW_DIR."
+               if family == cfg.model and layers < cfg.num_layers else
+               " tools/expand_checkpoint.py cannot fix this (it only adds layers to a model of the same family).")
+        raise CheckpointError(f"--load {cfg.load}: the checkpoint (iteration {it}) is a {layers}-layer {family} model, "
+                              f"but this run builds a {cfg.num_layers}-layer {cfg.model} model.{fix}")
+    saved = common["config"].get("optimizer", "adam")
+    if saved != cfg.optimizer:  # (first: other optimizer defaults would also change the schedule's weight decay)
+        raise CheckpointError(f"--load {cfg.load}: the checkpoint holds {saved} optimizer state, but this run uses "
+                              f"--optimizer {cfg.optimizer}; resume with --optimizer {saved}")
+    shape_problems(cfg, common, it)
+    if for_training:  # (tools that only read the weights, such as dump_logits, take any schedule flags)
+        schedule_problems(cfg, common, it)
+    return dataclasses.replace(cfg, ckpt_step=it)  # the load reads exactly the iteration checked here
+
+
+def intact_iteration(cfg, it: int) -> int:
+    """``it`` if its files match the checksums saved with them; else, with --ckpt-fallback, the newest
+    earlier one that does (rank 0 reads the files, every rank gets the answer)."""
+    candidates = [it] + ([i for i in reversed(iterations(cfg.load)) if i < it] if cfg.ckpt_fallback else [])
+    for i in candidates:
+        box = [None]
+        if dist.get_rank() == 0:
+            box[0] = verify_checksums(iter_dir(cfg.load, i))
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is None:
+            return i
+        if not cfg.ckpt_fallback:
+            raise CheckpointError(f"--load {cfg.load}: the checkpoint of iteration {i} is damaged: {box[0]}. Add "
+                                  f"--ckpt-fallback to load the newest intact earlier one, or pick one with "
+                                  f"--ckpt-step N (complete ones: {', '.join(map(str, iterations(cfg.load)))})")
+        if dist.get_rank() == 0:
+            print(f"--ckpt-fallback: the checkpoint of iteration {i} is damaged ({box[0]}); trying the one before",
+                  file=sys.stderr, flush=True)
+    raise CheckpointError(f"--load {cfg.load}: no intact checkpoint there (every one fails its checksums)")
+
+
+SHAPE_FLAGS = ("hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",
+               "vocab_size", "q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim",
+               "num_experts", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size", "moe_first_dense_layers")
+
+
+def shape_problems(cfg, common: dict, it: int) -> None:
+    """The shapes the checkpoint was saved with against the flags: one message naming every
+    difference (instead of megatron's shape-mismatch traceback at load)."""
+    saved = common["config"]
+    diff = [(k, saved[k], getattr(cfg, k)) for k in SHAPE_FLAGS
+            if k in saved and getattr(cfg, k) is not None and saved[k] != getattr(cfg, k)]
+    if diff:
+        raise CheckpointError(f"--load {cfg.load}: the checkpoint (iteration {it}) was saved with "
+                              + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v, _ in diff) + "; this run has "
+                              + ", ".join(f"--{k.replace('_', '-')} {w}" for k, _, w in diff)
+                              + ". Pass the checkpoint's values (only depth can change, by growth)")
+
+
+def schedule_problems(cfg, common: dict, it: int) -> None:
+    """Resume semantics as in Megatron: the checkpoint's LR schedule continues only when the flags
+    give the same one; a differing one is refused, naming both values, unless
+    --override-opt-param-scheduler applies the flags' schedule from the checkpoint's iteration on."""
+    from megatron_grow import config
+
+    if cfg.train_iters < it:
+        raise CheckpointError(f"--train-iters {cfg.train_iters} is below the checkpoint's iteration {it} "
+                              f"(--load {cfg.load}): nothing would be trained. To train further give "
+                              f"--train-iters > {it} and --override-opt-param-scheduler (the schedule is then "
+                              "recomputed for the new length)")
+    fields = {f.name for f in dataclasses.fields(config.RunConfig)}
+    saved_cfg = config.RunConfig(**{k: v for k, v in common["config"].items() if k in fields})
+    old, new = saved_cfg.lr_schedule(), cfg.lr_schedule()
+    diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+    if not diff:
+        return
+    what = "; ".join(f"--{k.replace('_', '-')} {v} (checkpoint: {o})" for k, (o, v) in diff.items())
+    if not cfg.override_opt_param_scheduler:
+        raise CheckpointError(f"--load {cfg.load}: "
+                              f"the LR schedule flags differ from the checkpoint's (iteration {it}): "
+                              f"{what}. Pass the checkpoint's values to continue its schedule, or add "
+                              f"--override-opt-param-scheduler to apply the flags' schedule from iteration {it} on")
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"--override-opt-param-scheduler: the LR schedule from the flags replaces the checkpoint's from "
+              f"iteration {it} on: {what}", file=sys.stderr, flush=True)

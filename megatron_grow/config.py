@@ -7,7 +7,6 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 
@@ -20,72 +19,72 @@ class RunConfig:
     # model
     model: str = "llama3"
     preset: str = "tiny"
-    num_layers: Optional[int] = None
-    hidden_size: Optional[int] = None
-    ffn_hidden_size: Optional[int] = None
-    num_attention_heads: Optional[int] = None
-    num_query_groups: Optional[int] = None
-    kv_channels: Optional[int] = None
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    ffn_hidden_size: int | None = None
+    num_attention_heads: int | None = None
+    num_query_groups: int | None = None
+    kv_channels: int | None = None
     # deepseek-v3 only (its presets fill them): multi-latent attention ...
-    q_lora_rank: Optional[int] = None  # 0: no query compression (a plain q projection)
-    kv_lora_rank: Optional[int] = None
-    qk_head_dim: Optional[int] = None
-    qk_pos_emb_head_dim: Optional[int] = None
-    v_head_dim: Optional[int] = None
+    q_lora_rank: int | None = None  # 0: no query compression (a plain q projection)
+    kv_lora_rank: int | None = None
+    qk_head_dim: int | None = None
+    qk_pos_emb_head_dim: int | None = None
+    v_head_dim: int | None = None
     # ... and mixture of experts
-    num_experts: Optional[int] = None
-    moe_router_topk: Optional[int] = None
-    moe_ffn_hidden_size: Optional[int] = None
-    moe_shared_expert_intermediate_size: Optional[int] = None  # 0: no shared expert
-    moe_first_dense_layers: Optional[int] = None
+    num_experts: int | None = None
+    moe_router_topk: int | None = None
+    moe_ffn_hidden_size: int | None = None
+    moe_shared_expert_intermediate_size: int | None = None  # 0: no shared expert
+    moe_first_dense_layers: int | None = None
     moe_layer_freq: int = 1  # after the first dense layers, every N-th layer is MoE
     moe_router_score_function: str = "sigmoid"
     moe_router_load_balancing_type: str = "seq_aux_loss"
     moe_aux_loss_coeff: float = 1e-4
     moe_router_enable_expert_bias: bool = True  # aux-loss-free balancing (DeepSeekV3)
     moe_router_bias_update_rate: float = 1e-3
-    moe_z_loss_coeff: Optional[float] = None
+    moe_z_loss_coeff: float | None = None
     moe_token_dispatcher_type: str = "alltoall"
-    seq_length: Optional[int] = None
-    max_position_embeddings: Optional[int] = None
-    vocab_size: Optional[int] = None
+    seq_length: int | None = None
+    max_position_embeddings: int | None = None
+    vocab_size: int | None = None
     init_method_std: float = 0.02
     hidden_dropout: float = 0.0
     attention_dropout: float = 0.0
     # platform
     device: str = "auto"
     transformer_impl: str = "auto"
-    bf16: Optional[bool] = None
+    bf16: bool | None = None
     # parallelism
     tensor_model_parallel_size: int = 1
     pipeline_model_parallel_size: int = 1
     expert_model_parallel_size: int = 1
-    decoder_first_pipeline_num_layers: Optional[int] = None
-    decoder_last_pipeline_num_layers: Optional[int] = None
-    pipeline_layers: Optional[str] = None  # explicit per-stage layer counts, e.g. "1,3"
+    decoder_first_pipeline_num_layers: int | None = None
+    decoder_last_pipeline_num_layers: int | None = None
+    pipeline_layers: str | None = None  # explicit per-stage layer counts, e.g. "1,3"
     # training
     micro_batch_size: int = 4
-    global_batch_size: Optional[int] = None
+    global_batch_size: int | None = None
     train_iters: int = 100
     seed: int = 1234
     optimizer: str = "adam"
     lr: float = 3e-3
     min_lr: float = 0.0
     lr_decay_style: str = "wsd"
-    lr_warmup_iters: Optional[int] = None
+    lr_warmup_iters: int | None = None
     lr_warmup_fraction: float = 0.02
-    lr_wsd_decay_iters: Optional[int] = None
+    lr_wsd_decay_iters: int | None = None
     lr_wsd_decay_fraction: float = 0.1
     lr_wsd_decay_style: str = "linear"
-    weight_decay: Optional[float] = None  # default 0.1 for adam, 0.01 for muon-nsgd
+    weight_decay: float | None = None  # default 0.1 for adam, 0.01 for muon-nsgd
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     adam_eps: float = 1e-8
-    clip_grad: Optional[float] = None  # default 1.0 for adam, 0 (off) for muon-nsgd
+    clip_grad: float | None = None  # default 1.0 for adam, 0 (off) for muon-nsgd
     # a step whose loss or grad norm is not finite (or, with --loss-spike-factor F, whose loss exceeds F x
     # the mean of the last 20 applied steps) is skipped; this many skipped in a row stop the run
     max_skipped_steps: int = 10
-    loss_spike_factor: Optional[float] = None
+    loss_spike_factor: float | None = None
     # Muon-NSGD (megatron_grow/optim/muon.py)
     muon_momentum: float = 0.95
     muon_nesterov: bool = True
@@ -98,57 +97,57 @@ class RunConfig:
     ns_backend: str = "auto"
     # muP (megatron_grow/mup.py)
     mup: bool = False
-    mup_base_hidden_size: Optional[int] = None
-    mup_base_num_layers: Optional[int] = None  # depth-muP residual multipliers when set
+    mup_base_hidden_size: int | None = None
+    mup_base_num_layers: int | None = None  # depth-muP residual multipliers when set
     # progressive growth (megatron_grow/growth)
-    grow_at_iter: Optional[int] = None
-    grow_at_fraction: Optional[float] = None
-    grow_at: Optional[str] = None  # "auto": tau from pilot metrics (megatron_grow/growth/tau.py)
-    grow_pilot_metrics: Optional[str] = None  # FIXED.jsonl,GROWN.jsonl
+    grow_at_iter: int | None = None
+    grow_at_fraction: float | None = None
+    grow_at: str | None = None  # "auto": tau from pilot metrics (megatron_grow/growth/tau.py)
+    grow_pilot_metrics: str | None = None  # FIXED.jsonl,GROWN.jsonl
     grow_mix_tolerance: float = 0.01
-    grow_to_layers: Optional[int] = None
+    grow_to_layers: int | None = None
     grow_placement: str = "bottom"
     grow_init: str = "random"
     grow_optimizer_state: str = "inherit"
     # new layers' LR after growth: x M at tau, linearly back to x 1 over N iterations (N 0: x M to the end)
     grow_new_layer_lr_mult: float = 1.0
     grow_new_layer_lr_iters: int = 0
-    grow_tensor_model_parallel_size: Optional[int] = None
-    grow_pipeline_model_parallel_size: Optional[int] = None
-    grow_expert_model_parallel_size: Optional[int] = None
-    grow_pipeline_layers: Optional[str] = None
+    grow_tensor_model_parallel_size: int | None = None
+    grow_pipeline_model_parallel_size: int | None = None
+    grow_expert_model_parallel_size: int | None = None
+    grow_pipeline_layers: str | None = None
     # data
-    data_path: Optional[str] = None
-    tokenizer_model: Optional[str] = None
+    data_path: str | None = None
+    tokenizer_model: str | None = None
     mock_data: bool = False
     split: str = "98,2,0"
-    data_cache_path: Optional[str] = None
+    data_cache_path: str | None = None
     # eval
     eval_interval: int = 50
     eval_iters: int = 4
     # checkpointing
-    save: Optional[str] = None
-    save_interval: Optional[int] = None
-    exit_interval: Optional[int] = None
-    load: Optional[str] = None
-    ckpt_step: Optional[int] = None  # load this iteration of --load instead of the latest
+    save: str | None = None
+    save_interval: int | None = None
+    exit_interval: int | None = None
+    load: str | None = None
+    ckpt_step: int | None = None  # load this iteration of --load instead of the latest
     ckpt_fallback: bool = False  # the latest checkpoint damaged (checksums, unreadable): load the newest intact one
-    keep_last_k: Optional[int] = None  # keep only the newest K checkpoints in --save (and no stale .tmp)
+    keep_last_k: int | None = None  # keep only the newest K checkpoints in --save (and no stale .tmp)
     # stop early with a checkpoint (exit status 4): after this much wall-clock time; SIGTERM, SIGINT
     # and SIGUSR1 do the same at the end of the current iteration
-    exit_duration_in_mins: Optional[float] = None
+    exit_duration_in_mins: float | None = None
     distributed_timeout_minutes: float = 10  # a collective that waits longer fails (a frozen rank)
     # resuming with LR-schedule flags that differ from the checkpoint's: apply the flags' schedule (else refused)
     override_opt_param_scheduler: bool = False
     # logging
     log_interval: int = 1
-    metrics_file: Optional[str] = None
-    tensorboard_dir: Optional[str] = None
+    metrics_file: str | None = None
+    tensorboard_dir: str | None = None
     progress: bool = True
     # filled in by finalize(): world layout; the tau plan of --grow-at auto
     world_size: int = field(default=1, repr=False)
-    grow_plan_text: Optional[str] = field(default=None, repr=False)
-    grown_from_layers: Optional[int] = field(default=None, repr=False)  # set by grown_config: the source depth
+    grow_plan_text: str | None = field(default=None, repr=False)
+    grown_from_layers: int | None = field(default=None, repr=False)  # set by grown_config: the source depth
 
     @property
     def data_parallel_size(self) -> int:
@@ -167,7 +166,8 @@ class RunConfig:
 
     @property
     def warmup_iters(self) -> int:
-        return self.lr_warmup_iters if self.lr_warmup_iters is not None else int(self.lr_warmup_fraction * self.train_iters)
+        return (self.lr_warmup_iters if self.lr_warmup_iters is not None
+                else int(self.lr_warmup_fraction * self.train_iters))
 
     @property
     def wsd_decay_iters(self) -> int:
@@ -227,16 +227,17 @@ def parser() -> argparse.ArgumentParser:
         if not f.repr:
             continue
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", "Optional[bool]"):
+        if f.type in ("bool", "bool | None"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
             continue
-        typ = {"int": int, "Optional[int]": int, "float": float, "Optional[float]": float}.get(f.type, str)
+        typ = {"int": int, "int | None": int, "float": float, "float | None": float}.get(f.type, str)
         p.add_argument(flag, type=typ, default=f.default, choices=CHOICES.get(f.name), metavar=None)
     return p
 
 
-class ConfigError(SystemExit):
-    """Raised with every problem found, one per line, each naming the flag to change."""
+class ConfigError(ValueError):
+    """Raised with every problem found, one per line, each naming the flag to change. (The entry
+    points print it once and exit 1.)"""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
@@ -277,7 +278,8 @@ def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = 
     if cfg.transformer_impl == "auto":
         cfg.transformer_impl = "transformer_engine" if device == "cuda" and te_available else "local"
     if not problems:
-        if cfg.global_batch_size is None and world_size % (cfg.tensor_model_parallel_size * cfg.pipeline_model_parallel_size) == 0:
+        if cfg.global_batch_size is None and world_size % (
+                cfg.tensor_model_parallel_size * cfg.pipeline_model_parallel_size) == 0:
             cfg.global_batch_size = cfg.micro_batch_size * max(cfg.data_parallel_size, 1)
         problems = validate(cfg, device, te_available)
         if growth_requested(cfg) and not _first_tier_problems(cfg) and cfg.num_layers >= 0:

@@ -43,7 +43,6 @@ import math
 from megatron_grow.models.names import in_layer_matrix, residual_output_modules
 
 
-
 def enabled(cfg) -> bool:
     return bool(getattr(cfg, "mup", False))
 

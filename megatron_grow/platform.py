@@ -41,7 +41,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible to torch; use --device cpu or auto")
+        from megatron_grow.config import ConfigError
+
+        raise ConfigError(["--device cuda: no CUDA device is visible to torch; use --device cpu or auto"])
     return device
 
 
@@ -152,7 +154,7 @@ def activate_cpu_compat() -> None:
         padded[: tensor.shape[0]] = tensor
         bufs = [torch.empty_like(padded) for _ in tensor_list]
         all_gather(bufs, padded, group=group)
-        for out, buf in zip(tensor_list, bufs):
+        for out, buf in zip(tensor_list, bufs, strict=True):
             out.copy_(buf[: out.shape[0]])
 
     dist.all_gather = all_gather_uneven

@@ -1,12 +1,12 @@
 """The training loop: megatron-core's forward_backward_func (1F1B with PP), DDP grads, our optimizer
 step, held-out eval, metrics, checkpoints.
 
-State flows one way: config -> platform -> model -> optimizer -> loop.
+State flows one way: the loop (here) steps a runstate.State and hands it to growth (growth/online.py),
+which returns the grown one; neither growth nor runstate imports this module.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 import os
@@ -17,34 +17,13 @@ from functools import partial
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
-from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_grow import checkpointing, flops
 from megatron_grow.lifetime import die_with_parent
-from megatron_grow.models import build_model
 from megatron_grow.monitor import Monitor
-from megatron_grow.optim import Optimizer, build_scheduler
 from megatron_grow.platform import collective_device
-
-
-@dataclasses.dataclass
-class State:
-    """Everything of a run that lives in one (model, optimizer, layout) state."""
-
-    model: DistributedDataParallel
-    optimizer: Optimizer
-    scheduler: object
-    iteration: int = 0
-    consumed_samples: int = 0
-    ledger: dict = dataclasses.field(default_factory=flops.empty_ledger)  # cumulative compute
-    expert_load: object = None  # MoE models: megatron_grow/models/moe.py ExpertLoad
-    skipped_steps: int = 0  # updates skipped over the run (non-finite or spiking loss / grad norm)
-    skipped_in_a_row: int = 0
-    recent_losses: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=SPIKE_WINDOW))
-
-
-SPIKE_WINDOW = 20  # --loss-spike-factor compares a loss with the mean of this many last applied steps
+from megatron_grow.runstate import State, common_state
 
 
 class Stopped(RuntimeError):
@@ -90,28 +69,6 @@ class StopRequests:
 class Diverged(RuntimeError):
     """The run stopped without saving: --max-skipped-steps updates in a row were skipped, or the
     weights hold non-finite values at a save."""
-
-
-def build_state(cfg, device: torch.device) -> State:
-    """Model (wrapped in megatron DDP), optimizer and scheduler for the current parallel layout."""
-    tp, pp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size
-    model = build_model(cfg, tp, pp, device)
-    ddp = DistributedDataParallel(
-        config=model.config,
-        ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
-                                                 use_distributed_optimizer=False),
-        module=model,
-    )
-    model.config.no_sync_func = ddp.no_sync
-    model.config.finalize_model_grads_func = finalize_model_grads
-    optimizer = Optimizer(ddp.module, cfg)
-    state = State(ddp, optimizer, build_scheduler(optimizer, cfg))
-    if cfg.num_experts:
-        from megatron_grow.models.moe import ExpertLoad, clear_aux_loss_tracker
-
-        clear_aux_loss_tracker()
-        state.expert_load = ExpertLoad(model, cfg.num_layers, cfg.num_experts, device)
-    return state
 
 
 def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
@@ -176,7 +133,8 @@ def skip_reason(cfg, state: State, loss: float, grad_norm: float) -> str | None:
     recent = state.recent_losses
     if cfg.loss_spike_factor and len(recent) == recent.maxlen and loss > cfg.loss_spike_factor * (
             mean := sum(recent) / len(recent)):
-        return f"loss {loss:.4g} > --loss-spike-factor {cfg.loss_spike_factor:g} x {mean:.4g} (mean of the last {len(recent)})"
+        return (f"loss {loss:.4g} > --loss-spike-factor {cfg.loss_spike_factor:g} x {mean:.4g} "
+                f"(mean of the last {len(recent)})")
     return None
 
 
@@ -188,13 +146,6 @@ def evaluate(cfg, state: State, make_valid_iterator, device) -> float:
     loss = sum(run_microbatches(cfg, state, it, device, forward_only=True) for _ in range(cfg.eval_iters))
     state.model.train()
     return loss / cfg.eval_iters
-
-
-def common_state(cfg, state: State) -> dict:
-    return {"consumed_samples": state.consumed_samples, "ledger": dict(state.ledger),
-            "skipped_steps": state.skipped_steps, "layout": cfg.layout,
-            "num_layers": cfg.num_layers, "family": cfg.model,
-            "config": {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool, type(None)))}}
 
 
 def save_checkpoint(cfg, state: State) -> None:
@@ -217,124 +168,180 @@ def weights_finite(state: State) -> bool:
     return bad.item() == 0
 
 
-def load_checkpoint(cfg, state: State) -> None:
-    restore_progress(state, checkpointing.load(cfg.load, state.model.module, state.optimizer, state.scheduler,
-                                               cfg.ckpt_step, cfg.layout))
+@dataclasses.dataclass
+class Result:
+    """A finished run: its final config and state (the grown ones after growth) and a summary."""
+
+    cfg: object
+    state: State
+    first_loss: float | None = None
+    last_loss: float | None = None
+    val_loss: float | None = None
+    tokens: int = 0
+    flops: float = 0.0
+    seconds: float = 0.0
 
 
-def restore_progress(state: State, common: dict) -> None:
-    """Iteration, data position and compute ledger from a checkpoint's common state."""
-    state.iteration = common["iteration"]
-    state.consumed_samples = common["consumed_samples"]
-    state.ledger = dict(flops.empty_ledger(), **common.get("ledger", {}))
-    state.skipped_steps = common.get("skipped_steps", 0)
+class Trainer:
+    """The loop. Each iteration is a list of named steps: grow if due, step, log, stop if diverged,
+    evaluate, save, stop if asked. ``data`` provides train_iterator(consumed_samples),
+    valid_iterator() and relayout(). With --grow-to-layers the model grows after iteration tau
+    (growth/online.py turns the State into the grown one); from then on ``cfg`` is the grown config."""
 
+    def __init__(self, cfg, state: State, data, device):
+        from megatron_grow.config import grow_iteration
 
-def train(cfg, state: State, data, device) -> dict:
-    """The loop. ``data`` provides train_iterator(consumed_samples), valid_iterator() and relayout().
+        self.cfg, self.state, self.data, self.device = cfg, state, data, device
+        self.mon = Monitor(cfg, dist.get_rank(), state.iteration)
+        self.tau = grow_iteration(cfg)
+        self.result = Result(cfg, state)
+        self.saved = state.iteration  # the iteration of the latest checkpoint this run wrote (or loaded)
+        self.describe()
+        if cfg.grow_plan_text:
+            self.mon.print(cfg.grow_plan_text)
+        if self.growth_pending() and not cfg.save:
+            self.mon.print(f"warning: no --save, so the growth at iteration {self.tau} writes its source checkpoint to "
+                           "a temporary directory on rank 0's machine and removes it afterwards (single-node jobs "
+                           "only; pass --save to keep it as DIR/grow_source)")
+        self.batches = data.train_iterator(state.consumed_samples)
 
-    With --grow-to-layers the model grows after iteration tau (megatron_grow/growth/online.py);
-    from then on ``cfg`` is the grown config (depth and layout)."""
-    from megatron_grow.config import grow_iteration
-    from megatron_grow.growth import online
-
-    rank = dist.get_rank()
-    mon = Monitor(cfg, rank, state.iteration)
-    tau = grow_iteration(cfg)
-
-    def describe(c):
+    def describe(self) -> None:
+        """Print the model and layout; set the tokens and FLOPs of one iteration."""
+        c = self.cfg
         active = f" ({flops.param_count(c, active=True) / 1e6:.2f}M active)" if c.num_experts else ""
-        mon.print(f"model {c.model}/{c.preset}: {c.num_layers} layers, {flops.param_count(c) / 1e6:.2f}M params{active} | "
-                  f"layout TP{c.tensor_model_parallel_size} PP{c.pipeline_model_parallel_size} "
-                  f"DP{c.data_parallel_size} | global batch {c.global_batch_size} x {c.seq_length} tokens | "
-                  f"iters {state.iteration}->{c.train_iters}")
-        return c.global_batch_size * c.seq_length, flops.ledger(c, c.global_batch_size * c.seq_length)
+        self.mon.print(f"model {c.model}/{c.preset}: {c.num_layers} layers, {flops.param_count(c) / 1e6:.2f}M params"
+                       f"{active} | layout TP{c.tensor_model_parallel_size} PP{c.pipeline_model_parallel_size} "
+                       f"DP{c.data_parallel_size} | global batch {c.global_batch_size} x {c.seq_length} tokens | "
+                       f"iters {self.state.iteration}->{c.train_iters}")
+        self.tokens_per_iter = c.global_batch_size * c.seq_length
+        self.flops_per_iter = flops.ledger(c, self.tokens_per_iter)
 
-    tokens_per_iter, flops_per_iter = describe(cfg)
-    if cfg.grow_plan_text:
-        mon.print(cfg.grow_plan_text)
-    if tau is not None and cfg.num_layers < (cfg.grow_to_layers or 0) and not cfg.save:
-        mon.print(f"warning: no --save, so the growth at iteration {tau} writes its source checkpoint to a temporary "
-                  "directory on rank 0's machine and removes it afterwards (single-node jobs only; pass --save to "
-                  "keep it as DIR/grow_source)")
-    train_iter = data.train_iterator(state.consumed_samples)
-    summary = {"first_loss": None, "last_loss": None, "val_loss": None, "tokens": 0, "seconds": 0.0, "flops": 0}
-    t_start, saved = time.time(), state.iteration
-    stops = StopRequests(cfg, device)  # (one collective per iteration: a signal or the time limit)
-    try:
-        while state.iteration < cfg.train_iters:
-            if tau is not None and state.iteration == tau and cfg.num_layers < (cfg.grow_to_layers or 0):
-                cfg, state, event = online.grow(cfg, state, data, device, mon,
-                                                lambda c, s: evaluate(c, s, data.valid_iterator, device))
-                mon.log(event)
-                flops.add(state.ledger, {}, 0, event["seconds"])
-                mon.print(f"iter {event['iter']}: grew {event['from_layers']} -> {event['to_layers']} layers in "
-                          f"{event['seconds']:.1f}s, held-out loss {event['loss_before']:.4f} -> {event['loss_after']:.4f}")
-                tokens_per_iter, flops_per_iter = describe(cfg)
-                train_iter = data.train_iterator(state.consumed_samples)  # (a new state: no loss history)
-            t0 = time.time()
-            loss, grad_norm, skipped = train_step(cfg, state, train_iter, device)
-            state.iteration += 1
-            state.consumed_samples += cfg.global_batch_size
-            dt = time.time() - t0
-            summary["tokens"] += tokens_per_iter
-            summary["flops"] += flops_per_iter["flops"]
-            flops.add(state.ledger, flops_per_iter, tokens_per_iter, dt)
-            state.skipped_in_a_row = state.skipped_in_a_row + 1 if skipped else 0
-            state.skipped_steps += bool(skipped)
-            if skipped:
-                mon.print(f"iter {state.iteration}: update skipped ({skipped}); {state.skipped_in_a_row} in a row, "
-                          f"{state.skipped_steps} in all (--max-skipped-steps {cfg.max_skipped_steps})")
-            summary["first_loss"] = summary["first_loss"] if summary["first_loss"] is not None else loss
-            summary["last_loss"] = loss
-            tp, pp, dp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.data_parallel_size
-            if state.iteration % cfg.log_interval == 0 or state.iteration == cfg.train_iters:
-                moe = {"expert_load": state.expert_load.collect()} if state.expert_load is not None else {}
-                mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
-                         "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
-                         "num_layers": cfg.num_layers, "tp": tp, "pp": pp, "dp": dp, "tokens": tokens_per_iter,
-                         **flops_per_iter, "step_time_s": dt, "tokens_per_s": tokens_per_iter / dt, **state.ledger, **moe,
-                         **({"lr_new_layers": state.optimizer.last_new_layer_lr}
-                            if state.optimizer.last_new_layer_lr is not None else {}),
-                         **({"skipped": skipped} if skipped else {}), "skipped_steps": state.skipped_steps})
-            if state.skipped_in_a_row >= cfg.max_skipped_steps:
-                mon.close()
-                last = checkpointing.latest_iteration(cfg.save) if cfg.save else None
-                raise Diverged(f"iteration {state.iteration}: {state.skipped_in_a_row} updates in a row skipped "
-                               f"(--max-skipped-steps {cfg.max_skipped_steps}; last: {skipped}). Stopped without saving; "
-                               + (f"the latest checkpoint is iteration {last} in --save {cfg.save}. " if last is not None
-                                  else "") + "Lower --lr, set --clip-grad, or check the data.")
-            mon.advance()
-            if state.iteration % cfg.eval_interval == 0 or state.iteration == cfg.train_iters:
-                val = evaluate(cfg, state, data.valid_iterator, device)
-                summary["val_loss"] = val
-                mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "val_loss": val})
-                mon.print(f"iter {state.iteration}: val_loss {val:.4f}")
-            if cfg.save and cfg.save_interval and state.iteration % cfg.save_interval == 0:
-                if state.skipped_in_a_row:  # the latest checkpoint stays one taken after an applied update
-                    mon.print(f"iter {state.iteration}: not saving while updates are being skipped")
-                else:
-                    save_checkpoint(cfg, state)
-                    saved = state.iteration
-            if cfg.exit_interval and state.iteration % cfg.exit_interval == 0:
-                mon.print(f"iter {state.iteration}: stopping (--exit-interval {cfg.exit_interval})")
-                break
-            why = stops.due() if state.iteration < cfg.train_iters else None
-            if why:
-                if cfg.save and saved != state.iteration:
-                    save_checkpoint(cfg, state)
-                mon.close()
-                raise Stopped(f"iteration {state.iteration}: {why}; " + (
-                    f"checkpoint saved: relaunch with --load {cfg.save} to continue" if cfg.save
-                    else "no --save, so nothing was saved"))
-    finally:
-        stops.restore()
-    if cfg.save and saved != state.iteration:
+    def growth_pending(self) -> bool:
+        return self.tau is not None and self.cfg.num_layers < (self.cfg.grow_to_layers or 0)
+
+    def run(self) -> Result:
+        t_start = time.time()
+        stops = StopRequests(self.cfg, self.device)  # (one collective per iteration: a signal or the time limit)
+        try:
+            while self.state.iteration < self.cfg.train_iters:
+                self.grow_if_due()
+                loss, grad_norm, skipped, dt = self.step()
+                self.log(loss, grad_norm, skipped, dt)
+                self.stop_if_diverged(skipped)
+                self.mon.advance()
+                self.evaluate_if_due()
+                self.save_if_due()
+                if self.cfg.exit_interval and self.state.iteration % self.cfg.exit_interval == 0:
+                    self.mon.print(f"iter {self.state.iteration}: stopping (--exit-interval {self.cfg.exit_interval})")
+                    break
+                self.stop_if_asked(stops)
+        finally:
+            stops.restore()
+        self.save_unless_saved()
+        self.result.seconds = time.time() - t_start
+        self.result.cfg, self.result.state = self.cfg, self.state
+        self.mon.close()
+        return self.result
+
+    def grow_if_due(self) -> None:
+        if not (self.growth_pending() and self.state.iteration == self.tau):
+            return
+        from megatron_grow.growth import online
+
+        data, device = self.data, self.device
+        self.cfg, self.state, event = online.grow(self.cfg, self.state, data, device, self.mon,
+                                                  lambda c, s: evaluate(c, s, data.valid_iterator, device))
+        self.mon.log(event)
+        flops.add(self.state.ledger, {}, 0, event["seconds"])
+        self.mon.print(f"iter {event['iter']}: grew {event['from_layers']} -> {event['to_layers']} layers in "
+                       f"{event['seconds']:.1f}s, held-out loss {event['loss_before']:.4f} -> "
+                       f"{event['loss_after']:.4f}")
+        self.describe()
+        self.batches = data.train_iterator(self.state.consumed_samples)  # (a new state: no loss history)
+
+    def step(self) -> tuple[float, float, str | None, float]:
+        """One training step and its bookkeeping; returns (loss, grad norm, why skipped, seconds)."""
+        cfg, state, r = self.cfg, self.state, self.result
+        t0 = time.time()
+        loss, grad_norm, skipped = train_step(cfg, state, self.batches, self.device)
+        state.iteration += 1
+        state.consumed_samples += cfg.global_batch_size
+        dt = time.time() - t0
+        r.tokens += self.tokens_per_iter
+        r.flops += self.flops_per_iter["flops"]
+        flops.add(state.ledger, self.flops_per_iter, self.tokens_per_iter, dt)
+        state.skipped_in_a_row = state.skipped_in_a_row + 1 if skipped else 0
+        state.skipped_steps += bool(skipped)
+        r.first_loss = r.first_loss if r.first_loss is not None else loss
+        r.last_loss = loss
+        return loss, grad_norm, skipped, dt
+
+    def log(self, loss: float, grad_norm: float, skipped: str | None, dt: float) -> None:
+        cfg, state = self.cfg, self.state
+        if skipped:
+            self.mon.print(f"iter {state.iteration}: update skipped ({skipped}); {state.skipped_in_a_row} in a row, "
+                           f"{state.skipped_steps} in all (--max-skipped-steps {cfg.max_skipped_steps})")
+        if state.iteration % cfg.log_interval and state.iteration != cfg.train_iters:
+            return
+        moe = {"expert_load": state.expert_load.collect()} if state.expert_load is not None else {}
+        new_lr = state.optimizer.last_new_layer_lr
+        self.mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
+                      "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                      "num_layers": cfg.num_layers, "tp": cfg.tensor_model_parallel_size,
+                      "pp": cfg.pipeline_model_parallel_size, "dp": cfg.data_parallel_size,
+                      "tokens": self.tokens_per_iter, **self.flops_per_iter, "step_time_s": dt,
+                      "tokens_per_s": self.tokens_per_iter / dt, **state.ledger, **moe,
+                      **({"lr_new_layers": new_lr} if new_lr is not None else {}),
+                      **({"skipped": skipped} if skipped else {}), "skipped_steps": state.skipped_steps})
+
+    def stop_if_diverged(self, skipped: str | None) -> None:
+        cfg, state = self.cfg, self.state
+        if state.skipped_in_a_row < cfg.max_skipped_steps:
+            return
+        self.mon.close()
+        last = checkpointing.latest_iteration(cfg.save) if cfg.save else None
+        raise Diverged(f"iteration {state.iteration}: {state.skipped_in_a_row} updates in a row skipped "
+                       f"(--max-skipped-steps {cfg.max_skipped_steps}; last: {skipped}). Stopped without saving; "
+                       + (f"the latest checkpoint is iteration {last} in --save {cfg.save}. " if last is not None
+                          else "") + "Lower --lr, set --clip-grad, or check the data.")
+
+    def evaluate_if_due(self) -> None:
+        cfg, state = self.cfg, self.state
+        if state.iteration % cfg.eval_interval and state.iteration != cfg.train_iters:
+            return
+        val = evaluate(cfg, state, self.data.valid_iterator, self.device)
+        self.result.val_loss = val
+        self.mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "val_loss": val})
+        self.mon.print(f"iter {state.iteration}: val_loss {val:.4f}")
+
+    def save_if_due(self) -> None:
+        cfg, state = self.cfg, self.state
+        if not (cfg.save and cfg.save_interval and state.iteration % cfg.save_interval == 0):
+            return
+        if state.skipped_in_a_row:  # the latest checkpoint stays one taken after an applied update
+            self.mon.print(f"iter {state.iteration}: not saving while updates are being skipped")
+            return
         save_checkpoint(cfg, state)
-    summary["seconds"] = time.time() - t_start
-    summary["cfg"], summary["state"] = cfg, state
-    mon.close()
-    return summary
+        self.saved = state.iteration
+
+    def save_unless_saved(self) -> None:
+        if self.cfg.save and self.saved != self.state.iteration:
+            save_checkpoint(self.cfg, self.state)
+            self.saved = self.state.iteration
+
+    def stop_if_asked(self, stops: StopRequests) -> None:
+        why = stops.due() if self.state.iteration < self.cfg.train_iters else None
+        if not why:
+            return
+        self.save_unless_saved()
+        self.mon.close()
+        raise Stopped(f"iteration {self.state.iteration}: {why}; " + (
+            f"checkpoint saved: relaunch with --load {self.cfg.save} to continue" if self.cfg.save
+            else "no --save, so nothing was saved"))
+
+
+def train(cfg, state: State, data, device) -> Result:
+    return Trainer(cfg, state, data, device).run()
 
 
 @torch.no_grad()

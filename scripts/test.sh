@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what is missing (with the dev extras), then run the test suite in two lanes: the tests that
 # run in this process (minutes), then those that start processes (torchrun jobs, the CLI, scripts).
-#   bash scripts/test.sh            both lanes
+#   bash scripts/test.sh            lint (ruff, configured in pyproject.toml), then both lanes
+#   bash scripts/test.sh lint       ruff only
 #   bash scripts/test.sh fast       the in-process lane only
 #   bash scripts/test.sh slow       the multi-process lane only
 # Further arguments go to pytest (e.g. -k resume, -x).
@@ -10,15 +11,20 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
 PY=${PYTHON:-python3}
 lane=all
-case "${1:-}" in fast|slow|all) lane=$1; shift ;; esac
+case "${1:-}" in lint|fast|slow|all) lane=$1; shift ;; esac
 pytest=("$PY" -m pytest tests -q -p no:cacheprovider "$@")
-if [ "$lane" != slow ]; then
+if [ "$lane" = all ] || [ "$lane" = lint ]; then
+  echo "[test] lint: ruff check ."
+  "$PY" -m ruff check .
+  [ "$lane" = lint ] && exit 0
+fi
+if [ "$lane" = all ] || [ "$lane" = fast ]; then
   echo "[test] fast lane: in-process tests"
   start=$SECONDS
   "${pytest[@]}" -m "not multiprocess" || [ $? -eq 5 ]  # (5: -k selected nothing in this lane)
   echo "[test] fast lane: $((SECONDS - start)) s"
 fi
-if [ "$lane" != fast ]; then
+if [ "$lane" = all ] || [ "$lane" = slow ]; then
   echo "[test] slow lane: tests that start processes"
   start=$SECONDS
   "${pytest[@]}" -m multiprocess --durations=20 || [ $? -eq 5 ]

@@ -59,7 +59,8 @@ def launch(cmd: list[str], log, env: dict | None = None) -> subprocess.Popen:
     return proc
 
 
-def run(cmd: list[str], timeout: float = 300, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(cmd: list[str], timeout: float = 300, env: dict | None = None,
+        check: bool = True) -> subprocess.CompletedProcess:
     """Run a command; on timeout kill it and every process it started (only what we started).
 
     Output goes to a file, not a pipe, so a leftover child of a killed run (dist_checkpointing's
@@ -131,17 +132,17 @@ def load_state(args: list[str], ck, layers: int, moment: str = "exp_avg"):
     into it; returns (parameters, the optimizer state ``moment`` per parameter name, state)."""
     import torch
 
-    from megatron_grow import config, platform, training
+    from megatron_grow import config, platform, runstate
 
     # (weights and moments are read, not the LR schedule: the checkpoint's schedule flags need not match)
     cfg = config.finalize(config.parse_args([*args, "--num-layers", str(layers), "--load", str(ck),
                                              "--override-opt-param-scheduler"]), 1, "cpu")
     platform.init_model_parallel(1, 1, cfg.seed)
-    state = training.build_state(cfg, torch.device("cpu"))
-    training.load_checkpoint(cfg, state)
+    state = runstate.build_state(cfg, torch.device("cpu"))
+    runstate.load_checkpoint(cfg, state)
     named = list(state.model.module.named_parameters())
     opt = state.optimizer.optimizer
-    moments = {n: opt.state[m][moment] for (n, _), m in zip(named, state.optimizer.masters)}
+    moments = {n: opt.state[m][moment] for (n, _), m in zip(named, state.optimizer.masters, strict=True)}
     return dict(named), moments, state
 
 

@@ -71,7 +71,8 @@ for split in ("off", "qkv", "group"):
 # splitting changes the QKV update (and only it)
 if rank == 0:
     for split in ("qkv", "group"):
-        print(json.dumps({"check": "split", "split": split, "qkv_diff": rel({"qkv": refs[split]["qkv"]}, {"qkv": refs["off"]["qkv"]}),
+        print(json.dumps({"check": "split", "split": split,
+                          "qkv_diff": rel({"qkv": refs[split]["qkv"]}, {"qkv": refs["off"]["qkv"]}),
                           "fc1_diff": rel({"fc1": refs[split]["fc1"]}, {"fc1": refs["off"]["fc1"]})}), flush=True)
 # DP spread: both ranks hold the same grads; each orthogonalises half the matrices
 err = rel(run("duplicated", "off", shard=False, spread=True), run("duplicated", "off", shard=False))

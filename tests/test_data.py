@@ -61,7 +61,8 @@ def test_round_trip(corpus):
 
 def test_existing_tokenizer_and_json_keys(corpus, tmp_path):
     src = tmp_path / "d.jsonl"
-    src.write_text(json.dumps({"body": DOCS[0], "title": "t"}) + "\n\n" + json.dumps({"body": DOCS[1], "title": "u"}) + "\n")
+    src.write_text(json.dumps({"body": DOCS[0], "title": "t"}) + "\n\n"
+                   + json.dumps({"body": DOCS[1], "title": "u"}) + "\n")
     res = preprocess("--input", src, "--json-keys", "body", "--output-prefix", tmp_path / "o",
                      "--tokenizer-model", corpus / "out.tokenizer.model", "--no-append-eod")
     assert res.returncode == 0, res.stdout
@@ -87,7 +88,8 @@ def test_errors_name_the_flag(tmp_path, args, needle):
 def test_bad_json_key_and_existing_output(corpus, tmp_path):
     src = tmp_path / "d.jsonl"
     src.write_text(json.dumps({"body": "x"}) + "\n")
-    res = preprocess("--input", src, "--output-prefix", tmp_path / "o", "--tokenizer-model", corpus / "out.tokenizer.model")
+    res = preprocess("--input", src, "--output-prefix", tmp_path / "o",
+                     "--tokenizer-model", corpus / "out.tokenizer.model")
     assert res.returncode != 0 and "no key 'text'" in res.stdout and "--json-keys" in res.stdout, res.stdout
     assert not (tmp_path / "o.bin").exists(), "partial output left behind"
     res = preprocess("--input", src, "--json-keys", "body", "--output-prefix", corpus / "out",

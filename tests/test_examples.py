@@ -14,7 +14,8 @@ def free_port():
         return str(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("script,grow_tp,extra", [("pretrain_llama3_grow.sh", "2", {}), ("pretrain_gpt2_grow.sh", "1", {}),
+@pytest.mark.parametrize("script,grow_tp,extra", [("pretrain_llama3_grow.sh", "2", {}),
+                                                ("pretrain_gpt2_grow.sh", "1", {}),
                                                 ("pretrain_deepseekv3_grow.sh", "1", {"EP": "2", "GROW_EP": "2"})])
 def test_example_cpu_smoke(tmp_path, script, grow_tp, extra):
     env = {**extra, "DEVICE": "cpu", "GPUS_PER_NODE": "2", "PRESET": "tiny", "TARGET_LAYERS": "4", "GROW_TP": grow_tp,
@@ -25,7 +26,8 @@ def test_example_cpu_smoke(tmp_path, script, grow_tp, extra):
     recs = read_metrics(tmp_path / "metrics.jsonl")
     grow = [r for r in recs if r.get("event") == "grow"]
     assert len(grow) == 1 and grow[0]["iter"] == 8 and grow[0]["to_layers"] == 4
-    assert grow[0]["to_layout"]["tp"] == int(grow_tp) and grow[0]["to_layout"].get("ep", 1) == int(extra.get("GROW_EP", 1))
+    assert (grow[0]["to_layout"]["tp"] == int(grow_tp)
+            and grow[0]["to_layout"].get("ep", 1) == int(extra.get("GROW_EP", 1)))
     assert max(r["iter"] for r in recs if "lm_loss" in r) == 10
     assert os.path.isfile(tmp_path / "ckpt" / "latest_checkpointed_iteration.txt")
     assert any(f.startswith("events.out") for f in os.listdir(tmp_path / "tensorboard"))

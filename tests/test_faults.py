@@ -9,7 +9,7 @@ import types
 import pytest
 
 from conftest import TINY, job_processes, kill_job, launch, losses, read_metrics, torchrun
-from megatron_grow import training
+from megatron_grow import runstate, training
 
 ARGS = ["--model", "llama3", *TINY, "--num-layers", "2", "--mock-data", "--vocab-size", "1000",
         "--micro-batch-size", "2", "--global-batch-size", "2", "--optimizer", "adam", "--lr", "1e-2",
@@ -77,7 +77,7 @@ def test_non_finite_updates_are_skipped_and_the_run_stops(tmp_path):
 
 def test_loss_spike_skips_the_update():
     cfg = types.SimpleNamespace(loss_spike_factor=1.5)
-    state = types.SimpleNamespace(recent_losses=collections.deque([2.0] * 19, maxlen=training.SPIKE_WINDOW))
+    state = types.SimpleNamespace(recent_losses=collections.deque([2.0] * 19, maxlen=runstate.SPIKE_WINDOW))
     assert training.skip_reason(cfg, state, 9.0, 1.0) is None  # not enough history yet
     state.recent_losses.append(2.0)
     assert training.skip_reason(cfg, state, 2.9, 1.0) is None
@@ -117,7 +117,8 @@ def test_sigterm_saves_and_stops(tmp_path, target):
     import time
 
     ck, m, log = str(tmp_path / "ck"), tmp_path / "m.jsonl", tmp_path / "log"
-    args = [*ARGS, "--tensor-model-parallel-size", "2", "--train-iters", "100000", "--save", ck, "--metrics-file", str(m)]
+    args = [*ARGS, "--tensor-model-parallel-size", "2", "--train-iters", "100000", "--save", ck,
+            "--metrics-file", str(m)]
     proc = _launch(2, args, log)
     try:
         deadline = time.time() + 240

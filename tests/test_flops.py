@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import cfg_for
 
+from conftest import cfg_for
 from megatron_grow import flops
 from megatron_grow.models import build_model, padded_vocab_size
 

@@ -65,7 +65,8 @@ def test_function_preserving_growth_across_layouts(tmp_path, init, src_layers, m
     torchrun(1, ["--out", str(ref), *args, "--num-layers", str(src_layers), "--load", str(source)],
              module="tools.dump_logits")
     torchrun(4, ["--out", str(got), *args, "--num-layers", "4", "--load", str(grown),
-                 "--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"], module="tools.dump_logits")
+                 "--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"],
+             module="tools.dump_logits")
     a, b = torch.load(ref), torch.load(got)
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), (a - b).abs().max()
 
@@ -184,7 +185,8 @@ def test_expand_tool_bad_inputs(tmp_path, source):
     cases = [
         (["--target-num-layers", 1], "--target-num-layers 1 must exceed"),
         (["--target-num-layers", 4, "--placement", "diagonal"], "--placement"),
-        (["--target-num-layers", 4, "--init", "copy", "--target-pipeline-model-parallel-size", 3], "does not split evenly"),
+        (["--target-num-layers", 4, "--init", "copy", "--target-pipeline-model-parallel-size", 3],
+         "does not split evenly"),
     ]
     for extra, needle in cases:
         res = expand("--load", source, "--save", dst, *extra, check=False)

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import cfg_for
 
+from conftest import cfg_for
 from megatron_grow import flops
 from megatron_grow.models import build_model
 
@@ -51,7 +51,7 @@ def test_layout_independent_init(world):
     a = build_model(cfg_for("llama3", vocab_size=1000), 1, 1, torch.device("cpu"))
     b = build_model(cfg_for("llama3", vocab_size=1000), 1, 1, torch.device("cpu"))
     c = build_model(cfg_for("llama3", vocab_size=1000, seed=7), 1, 1, torch.device("cpu"))
-    for (n, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters()):
+    for (n, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(p, q), n
         if p.ndim == 2:
             assert not torch.equal(p, r), n

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 import torch
-from conftest import assert_close, load_state, losses, read_metrics, run, torchrun
 
+from conftest import assert_close, load_state, losses, read_metrics, run, torchrun
 from megatron_grow.growth.plan import make_plan, problems
 from megatron_grow.models import growth_kinds
 

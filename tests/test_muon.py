@@ -35,7 +35,8 @@ def reference_step(p, buf, g, lr, wd, kind, scale_mode, split, qkv, nesterov, mu
     if kind == "nsgd":
         s = 1.0 if scale_mode == "spectral" else 0.2 * math.sqrt(u.numel())
         return p - lr * s * u / u.norm(), buf
-    scale = (lambda r, c: math.sqrt(max(1, r / c))) if scale_mode == "spectral" else (lambda r, c: 0.2 * math.sqrt(max(r, c)))
+    scale = ((lambda r, c: math.sqrt(max(1, r / c))) if scale_mode == "spectral"
+             else (lambda r, c: 0.2 * math.sqrt(max(r, c))))
     if split == "off" or qkv is None:
         return p - lr * scale(*u.shape) * ns64(u), buf
     G, H, D = qkv
@@ -68,7 +69,7 @@ def test_step_matches_float64_reference(scale_mode, split, nesterov):
     decay = [params[k] for k in ("qkv", "tall", "wide", "emb")]
     opt = MuonNSGD([{"params": decay, "weight_decay": 0.01}, {"params": [params["norm"]], "weight_decay": 0.0}],
                    info, lr=0.1, scale_mode=scale_mode, split_qkv=split, nesterov=nesterov)
-    for step, lr in enumerate((0.1, 0.05, 0.02)):
+    for lr in (0.1, 0.05, 0.02):
         for grp in opt.param_groups:
             grp["lr"] = lr
         for k, p in params.items():
@@ -141,7 +142,8 @@ def test_growth_moves_momentum_across_layouts(world, tmp_path):
     """A 1-layer TP2 checkpoint grown offline to 4 layers (copy init, copy state), read at TP1:
     every layer's momentum is the trained block's, the rest are the source's."""
     src, grown = tmp_path / "src", tmp_path / "grown"
-    torchrun(2, [*ARGS, "--num-layers", "1", "--train-iters", "3", "--tensor-model-parallel-size", "2", "--save", str(src)])
+    torchrun(2, [*ARGS, "--num-layers", "1", "--train-iters", "3", "--tensor-model-parallel-size", "2",
+                 "--save", str(src)])
     run([sys.executable, "tools/expand_checkpoint.py", "--load", str(src), "--save", str(grown),
          "--target-num-layers", "4", "--init", "copy", "--optimizer-state", "copy"], timeout=300)
     _, src_m, _ = load_state(ARGS, src, 1, "momentum_buffer")
@@ -161,7 +163,8 @@ def test_muon_nsgd_beats_adamw_on_the_demo_corpus(tmp_path, capsys):
               "--micro-batch-size", "8", "--global-batch-size", "16", "--eval-iters", "4", "--train-iters", "80",
               "--eval-interval", "80"]
     val = {}
-    for name, opt in (("adamw", ["--optimizer", "adam", "--lr", "5e-3"]), ("muon-nsgd", ["--optimizer", "muon-nsgd", "--lr", "1e-2"])):
+    for name, opt in (("adamw", ["--optimizer", "adam", "--lr", "5e-3"]),
+                      ("muon-nsgd", ["--optimizer", "muon-nsgd", "--lr", "1e-2"])):
         path = tmp_path / f"{name}.jsonl"
         torchrun(2, [*common, *opt, "--metrics-file", str(path)])
         val[name] = [r["val_loss"] for r in read_metrics(path) if "val_loss" in r][-1]

@@ -5,12 +5,12 @@ import math
 import os
 import types
 
-import conftest
 import pytest
 import torch
-from conftest import ROOT
 
-from megatron_grow import config, mup, platform, training
+import conftest
+from conftest import ROOT
+from megatron_grow import config, mup, platform, runstate
 from megatron_grow.models import build_model
 from megatron_grow.models.init import _generator, global_names
 from megatron_grow.models.names import is_residual_output
@@ -82,7 +82,7 @@ def test_mup_off_is_todays_init_bit_for_bit(world, model):
     assert sp.mup_hooks == {"output": [], "depth": []}
     base = build_model(cfg_for(model, num_layers=2, mup=True, mup_base_hidden_size=cfg.hidden_size), 1, 1,
                        torch.device("cpu"))
-    for (n, p), q in zip(sp.named_parameters(), base.parameters()):
+    for (n, p), q in zip(sp.named_parameters(), base.parameters(), strict=True):
         assert torch.equal(p, q), n
     assert torch.equal(logits_of(sp), logits_of(base))
 
@@ -130,7 +130,8 @@ def test_depth_multiplier_scales_residual_branches(world, model):
 def test_lr_multiplier_values(world):
     w2, w1 = torch.zeros(4, 4), torch.zeros(4)
     adam = cfg_for("llama3", hidden_size=512, mup=True, mup_base_hidden_size=128)
-    for name in ("decoder.layers.0.self_attention.linear_qkv.weight", "decoder.layers.3.self_attention.linear_proj.weight",
+    for name in ("decoder.layers.0.self_attention.linear_qkv.weight",
+                 "decoder.layers.3.self_attention.linear_proj.weight",
                  "decoder.layers.1.mlp.linear_fc1.weight", "decoder.layers.1.mlp.linear_fc2.weight"):
         assert mup.lr_multiplier(adam, name, w2) == 0.25, name
     for name, p in (("embedding.word_embeddings.weight", w2), ("embedding.position_embeddings.weight", w2),
@@ -146,7 +147,7 @@ def test_lr_multiplier_values(world):
 
 def test_optimizer_groups_apply_the_lr_multiplier(world):
     cfg = width_cfg("llama3", 128, mup=True, mup_base_hidden_size=32, num_layers=1)
-    state = training.build_state(cfg, torch.device("cpu"))
+    state = runstate.build_state(cfg, torch.device("cpu"))
     model = state.model.module
     names = global_names(model)
     by_id = {id(p): names[n] for n, p in model.named_parameters()}
@@ -166,7 +167,7 @@ def test_growth_keeps_mup_at_the_target_depth(world):
                     grow_to_layers=4, grow_at_iter=10, train_iters=20)
     target = config.grown_config(cfg)
     assert (mup.width_mult(target), mup.depth_mult(target)) == (4.0, 0.5)
-    common = training.common_state(cfg, types.SimpleNamespace(consumed_samples=0, ledger={}, skipped_steps=0))["config"]
+    common = runstate.common_state(cfg, types.SimpleNamespace(consumed_samples=0, ledger={}, skipped_steps=0))["config"]
     assert (common["mup"], common["mup_base_hidden_size"], common["mup_base_num_layers"]) == (True, 32, 1)
     gpt = build_model(target, 1, 1, torch.device("cpu"))
     proj = dict(gpt.named_parameters())["decoder.layers.3.self_attention.linear_proj.weight"]

@@ -47,5 +47,6 @@ def test_explicit_per_stage_layer_list(tmp_path):
     ref, got = tmp_path / "ref.jsonl", tmp_path / "pp.jsonl"
     common = ["--model", "gpt2", *TINY, *ARGS, "--num-layers", "4", "--train-iters", "3"]
     torchrun(1, [*common, "--metrics-file", str(ref)])
-    torchrun(2, [*common, "--pipeline-model-parallel-size", "2", "--pipeline-layers", "1,3", "--metrics-file", str(got)])
+    torchrun(2, [*common, "--pipeline-model-parallel-size", "2", "--pipeline-layers", "1,3",
+                 "--metrics-file", str(got)])
     assert_close(losses(got), losses(ref))

@@ -5,8 +5,8 @@ import math
 import sys
 
 import pytest
-from conftest import TINY, read_metrics, run, torchrun
 
+from conftest import TINY, read_metrics, run, torchrun
 from megatron_grow.config import RunConfig
 from megatron_grow.growth import tau as planner
 
@@ -99,11 +99,13 @@ def test_trainer_grow_at_auto_uses_the_plan(tmp_path):
     fixed, grown = tmp_path / "fixed.jsonl", tmp_path / "grown.jsonl"
     pilot = [*ARGS, "--train-iters", "24"]
     torchrun(1, [*pilot, "--num-layers", "2", "--metrics-file", str(fixed)])
-    torchrun(1, [*pilot, "--num-layers", "1", "--grow-at-iter", "2", "--grow-to-layers", "2", "--metrics-file", str(grown)])
+    torchrun(1, [*pilot, "--num-layers", "1", "--grow-at-iter", "2", "--grow-to-layers", "2",
+                 "--metrics-file", str(grown)])
     out = tmp_path / "auto.jsonl"
     tol = "0.05"
     res = torchrun(1, [*ARGS, "--train-iters", "40", "--num-layers", "1", "--grow-to-layers", "2", "--grow-at", "auto",
-                       "--grow-pilot-metrics", f"{fixed},{grown}", "--grow-mix-tolerance", tol, "--metrics-file", str(out)])
+                       "--grow-pilot-metrics", f"{fixed},{grown}", "--grow-mix-tolerance", tol,
+                       "--metrics-file", str(out)])
     sched = RunConfig(train_iters=40, lr_warmup_iters=1)
     expect = planner.plan_from_pilot(str(fixed), str(grown), 40, sched.warmup_iters, sched.wsd_stable_end, float(tol))
     event = [r for r in read_metrics(out) if r.get("event") == "grow"]

@@ -7,7 +7,8 @@ from conftest import ROOT, losses, read_metrics, run
 
 def test_quickstart_runs_on_the_demo_corpus(tmp_path):
     res = run(["bash", os.path.join(ROOT, "scripts", "run.sh"), "--train-iters", "12", "--eval-interval", "6",
-               "--eval-iters", "2", "--tensorboard-dir", str(tmp_path / "tb")], timeout=600, env={"RUN_DIR": str(tmp_path)})
+               "--eval-iters", "2", "--tensorboard-dir", str(tmp_path / "tb")],
+              timeout=600, env={"RUN_DIR": str(tmp_path)})
     assert "done: llama3 1 layers, iteration 12" in res.stdout
     loss = losses(tmp_path / "metrics.jsonl")
     assert sorted(loss) == list(range(1, 13)) and loss[12] < loss[1]

@@ -25,7 +25,8 @@ BASE = ["--mock-data"]
     (["--num-layers", "4", "--pipeline-model-parallel-size", "2", "--decoder-first-pipeline-num-layers", "5"], 2,
      "--decoder-first-pipeline-num-layers 5"),
     (["--global-batch-size", "6", "--micro-batch-size", "4"], 1, "--global-batch-size 6 is not divisible"),
-    (["--global-batch-size", "8", "--micro-batch-size", "2"], 3, "--global-batch-size 8 is not divisible by --micro-batch-size 2 x data-parallel size 3"),
+    (["--global-batch-size", "8", "--micro-batch-size", "2"], 3,
+     "--global-batch-size 8 is not divisible by --micro-batch-size 2 x data-parallel size 3"),
     (["--tensor-model-parallel-size", "2"], 3, "world size 3 is not divisible"),
     (["--preset", "nope"], 1, "--preset 'nope' is not a llama3 preset"),
     (["--hidden-size", "130"], 1, "--hidden-size 130 is not divisible by --num-attention-heads 4"),
@@ -48,7 +49,8 @@ BASE = ["--mock-data"]
     (["--num-layers", "4", "--pipeline-model-parallel-size", "2", "--pipeline-layers", "1,2"], 2,
      "--pipeline-layers 1,2 must give 2 stage(s)"),
     (["--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5",
-      "--grow-pipeline-model-parallel-size", "2", "--grow-pipeline-layers", "4,0"], 2, "after growth: --grow-pipeline-layers 4,0"),
+      "--grow-pipeline-model-parallel-size", "2", "--grow-pipeline-layers", "4,0"], 2,
+     "after growth: --grow-pipeline-layers 4,0"),
     (["--num-layers", "1", "--grow-to-layers", "4"], 1, "--grow-to-layers needs --grow-at-iter"),
     (["--train-iters", "4", "--lr-warmup-iters", "4"], 1, "must be shorter than --train-iters 4"),
     (["--train-iters", "10", "--lr-warmup-iters", "5", "--lr-wsd-decay-iters", "6"], 1, "warmup 5 + decay 6"),
@@ -111,7 +113,8 @@ def test_numeric_ranges_all_reported():
                    "--clip-grad -1.0 must be >= 0", "--max-skipped-steps must be >= 1", "--loss-spike-factor 0.5",
                    "--micro-batch-size must be >= 1"):
         assert any(needle in p for p in found), (needle, found)
-    assert any("--min-lr 0.5 must be in [0, --lr 0.1]" in p for p in problems(BASE + ["--lr", "0.1", "--min-lr", "0.5"]))
+    assert any("--min-lr 0.5 must be in [0, --lr 0.1]" in p
+               for p in problems(BASE + ["--lr", "0.1", "--min-lr", "0.5"]))
 
 
 def test_save_must_be_creatable(tmp_path):

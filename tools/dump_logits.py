@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main():
-    from megatron_grow.train import _quiet, setup
+    from megatron_grow.train import _quiet, setup, user_errors_exit
 
     _quiet()
     p = argparse.ArgumentParser(add_help=False)
@@ -28,7 +28,8 @@ def main():
 
     from megatron_grow import platform, training
 
-    cfg, state, _, dev = setup(rest, for_training=False)
+    with user_errors_exit():
+        cfg, state, _, dev = setup(rest, for_training=False)
     tokens = torch.randint(0, cfg.vocab_size, (own.batch_size, cfg.seq_length),
                            generator=torch.Generator().manual_seed(own.batch_seed))
     logits = training.forward_logits(cfg, state, tokens, dev)

@@ -7,7 +7,8 @@
 Checkpoints are keyed per global layer and per tensor shard, so they load into any TP/PP layout:
 the tool runs in one process by default (TP1/PP1); launch it with torchrun at
 --target-tensor-model-parallel-size x --target-pipeline-model-parallel-size (x
---target-expert-model-parallel-size for MoE models) processes when the model does not fit one process. Training resumed from --save continues like online growth would
+--target-expert-model-parallel-size for MoE models) processes when the model does not fit one process. \
+Training resumed from --save continues like online growth would
 (same iteration, LR schedule, data position). Nothing is written before every check passed, and
 --load is only read.
 """
@@ -49,7 +50,7 @@ def check(args) -> tuple[dict, int]:
 
     it = checkpointing.latest_iteration(args.load) if os.path.isdir(args.load) else None
     if it is None:
-        sys.exit(f"error: --load {args.load}: no {checkpointing.TRACKER}; not a megatron_grow checkpoint directory")
+        sys.exit(f"error: {checkpointing.no_checkpoint(args.load)}")
     path = checkpointing.iter_dir(args.load, it)
     if not os.path.isfile(os.path.join(path, "metadata.json")) or not os.path.isfile(os.path.join(path, "common.pt")):
         sys.exit(f"error: --load {args.load}: checkpoint {path} is missing or truncated (no metadata.json/common.pt)")
@@ -100,7 +101,8 @@ def main(argv=None):
 
     plan = make_plan(common["num_layers"], args.target_num_layers, args.placement, args.init, _kinds(common, args))
     if args.dry_run:
-        print(f"source: {args.load} iteration {it}, {common['num_layers']}-layer {common['family']}, layout {common['layout']}")
+        print(f"source: {args.load} iteration {it}, {common['num_layers']}-layer {common['family']}, "
+              f"layout {common['layout']}")
         print(format_plan(plan, common["num_layers"], args.placement, args.init))
         print(f"optimizer state: {args.optimizer_state}")
         return
@@ -110,7 +112,7 @@ def main(argv=None):
 def expand(args, common, it, plan):
     import torch.distributed as dist
 
-    from megatron_grow import checkpointing, config, platform, training
+    from megatron_grow import checkpointing, config, platform, runstate
     from megatron_grow.growth.reshard import load_grown
 
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -126,12 +128,12 @@ def expand(args, common, it, plan):
     device = platform.resolve_device(cfg.device)
     _, _, dev = platform.init_distributed(device)
     platform.init_model_parallel(tp, pp, cfg.seed, ep)
-    state = training.build_state(cfg, dev)
+    state = runstate.build_state(cfg, dev)
     src = checkpointing.iter_dir(args.load, it)
-    training.restore_progress(state, load_grown(src, state.model.module, state.optimizer, plan, args.optimizer_state))
+    runstate.restore_progress(state, load_grown(src, state.model.module, state.optimizer, plan, args.optimizer_state))
     state.scheduler.load_state_dict(common["scheduler"])
     out = checkpointing.save(args.save, it, state.model.module, state.optimizer, state.scheduler,
-                             dict(training.common_state(cfg, state),
+                             dict(runstate.common_state(cfg, state),
                                   grown_from={"load": os.path.abspath(args.load), "num_layers": common["num_layers"],
                                               "placement": args.placement, "init": args.init,
                                               "optimizer_state": args.optimizer_state}))

@@ -5,7 +5,7 @@
 
 For each width (head dim fixed, so heads = width / head_dim; ffn = 3 x width; a tiny LLaMA3-shaped
 model, 2 layers, seq 64) a model is built and trained with the trainer's own path
-(``megatron_grow.train.setup``: config -> platform -> data -> ``training.build_state`` -> model,
+(``megatron_grow.train.setup``: config -> platform -> data -> ``runstate.build_state`` -> model,
 optimizer, scheduler; then ``training.train_step``), once in standard parametrisation (SP) and
 once with ``--mup --mup-base-hidden-size <smallest width>``. Forward hooks record the RMS of the
 embedding output, of every layer's output and of the logits at each training step (step 1 is the
@@ -115,7 +115,7 @@ def slope(widths: list[int], values: list[float]) -> float:
     """Least-squares slope of log(value) vs log(width)."""
     xs, ys = [math.log(w) for w in widths], [math.log(max(v, 1e-30)) for v in values]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 def coord_check(args) -> dict:

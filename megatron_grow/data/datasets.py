@@ -90,12 +90,14 @@ def data_fingerprint(prefix: str) -> str:
 def _check_split_documents(data_prefix: str, split: str, num_samples) -> None:
     """Refuse a split that would get no documents but is asked for samples (megatron hangs)."""
     from megatron.core.datasets.blended_megatron_dataset_config import (
-        convert_split_vector_to_split_matrix, parse_and_normalize_split)
+        convert_split_vector_to_split_matrix,
+        parse_and_normalize_split,
+    )
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     n_docs = IndexedDataset(data_prefix).sequence_lengths.shape[0]
     matrix = convert_split_vector_to_split_matrix(parse_and_normalize_split(split))
-    for name, bookends, n in zip(("train", "valid", "test"), matrix, num_samples):
+    for name, bookends, n in zip(("train", "valid", "test"), matrix, num_samples, strict=True):
         if bookends is None or n == 0:
             continue
         beg, end = (int(round(b * float(n_docs))) for b in bookends)

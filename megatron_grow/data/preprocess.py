@@ -16,7 +16,8 @@ import numpy as np
 
 def read_documents(paths: list[str], json_keys: list[str] = ("text",)):
     """Yield document texts in order: a ``.jsonl``/``.json`` file gives one document per non-empty
-    line and key in ``json_keys`` (each value must be a string); any other file is one document, read as is (line endings kept).
+    line and key in ``json_keys`` (each value must be a string); any other file is one document,
+    read as is (line endings kept).
     A missing key or a non-string value raises ValueError naming the file, line and --json-keys."""
     for path in paths:
         if path.endswith((".jsonl", ".json")):

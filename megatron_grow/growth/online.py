@@ -18,7 +18,7 @@ import time
 
 import torch.distributed as dist
 
-from megatron_grow import checkpointing, config, platform
+from megatron_grow import checkpointing, config, platform, runstate
 from megatron_grow.growth.plan import format_plan, make_plan
 from megatron_grow.growth.reshard import load_grown
 from megatron_grow.models import growth_kinds
@@ -34,8 +34,6 @@ def _workdir(cfg) -> tuple[str, bool]:
 
 def grow(cfg, state, data, device, mon, evaluate):
     """Returns (grown cfg, grown state, growth event). ``evaluate(cfg, state)`` gives the held-out loss."""
-    from megatron_grow import training
-
     t0 = time.time()
     loss_before = evaluate(cfg, state)
     target = config.grown_config(cfg)
@@ -44,7 +42,7 @@ def grow(cfg, state, data, device, mon, evaluate):
     mon.print(format_plan(plan, cfg.num_layers, cfg.grow_placement, cfg.grow_init))
     root, temporary = _workdir(cfg)
     path = checkpointing.save(root, state.iteration, state.model.module, state.optimizer, state.scheduler,
-                              training.common_state(cfg, state))
+                              runstate.common_state(cfg, state))
     # free the source model, its grad buffers and optimizer state before building the target (the
     # caller still holds the State object itself)
     state.model = state.optimizer = state.scheduler = None
@@ -52,10 +50,10 @@ def grow(cfg, state, data, device, mon, evaluate):
     platform.init_model_parallel(target.tensor_model_parallel_size, target.pipeline_model_parallel_size, cfg.seed,
                                  target.expert_model_parallel_size)
     data.relayout()
-    new = training.build_state(target, device)
+    new = runstate.build_state(target, device)
     common = load_grown(path, new.model.module, new.optimizer, plan, cfg.grow_optimizer_state)
     new.scheduler.load_state_dict(common["scheduler"])
-    training.restore_progress(new, common)
+    runstate.restore_progress(new, common)
     dist.barrier()
     if temporary and dist.get_rank() == 0:
         shutil.rmtree(root, ignore_errors=True)

@@ -15,7 +15,6 @@ The optimizer step count, LR scheduler, iteration and data position continue unc
 
 from __future__ import annotations
 
-
 import torch
 from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
@@ -23,7 +22,6 @@ from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTenso
 from megatron_grow import checkpointing
 from megatron_grow.growth.plan import TargetLayer
 from megatron_grow.models.names import LAYER, is_residual_output
-
 
 
 def _source_key(key: str, plan: list[TargetLayer], take) -> str | None:

@@ -141,7 +141,6 @@ def layer_spec(cfg, config):
 def _moe_block_spec(cfg, config, norm):
     """Per-layer specs (dense or MoE by the layer pattern, MLA attention) for this pipeline stage."""
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
-
     from megatron.core.transformer import multi_latent_attention
     from megatron.core.transformer.identity_op import IdentityOp
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Optional
 
 import torch.nn.functional as F
 from megatron.core import parallel_state
@@ -27,12 +26,12 @@ class SDPAttention(MegatronModule):
         layer_number: int,
         attn_mask_type: AttnMaskType,
         attention_type: str,
-        attention_dropout: Optional[float] = None,
-        softmax_scale: Optional[float] = None,
-        cp_comm_type: Optional[str] = None,
+        attention_dropout: float | None = None,
+        softmax_scale: float | None = None,
+        cp_comm_type: str | None = None,
         pg_collection=None,
-        k_channels: Optional[int] = None,  # query/key head size (MLA: nope + rope dims)
-        v_channels: Optional[int] = None,  # value head size (MLA's v_head_dim)
+        k_channels: int | None = None,  # query/key head size (MLA: nope + rope dims)
+        v_channels: int | None = None,  # value head size (MLA's v_head_dim)
     ):
         super().__init__(config=config)
         if config.context_parallel_size != 1:
@@ -42,7 +41,8 @@ class SDPAttention(MegatronModule):
         self.groups = config.num_query_groups // tp
         self.attn_mask_type = attn_mask_type
         self.dropout = config.attention_dropout if attention_dropout is None else attention_dropout
-        self.softmax_scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(k_channels or config.kv_channels)
+        self.softmax_scale = (softmax_scale if softmax_scale is not None
+                              else 1.0 / math.sqrt(k_channels or config.kv_channels))
 
     def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None,
                 packed_seq_params=None):

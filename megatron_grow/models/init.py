@@ -21,6 +21,7 @@ from megatron.core import parallel_state as ps
 
 from megatron_grow.models.names import EXPERT, LAYER, is_expert, is_residual_output
 
+
 def global_names(model) -> dict[str, str]:
     """Local parameter name -> global name (pipeline-local layer index -> global layer index,
     expert-parallel-local expert index -> global expert index).
@@ -44,7 +45,8 @@ def global_names(model) -> dict[str, str]:
     return out
 
 
-def full_shape(param, name: str, tp: int) -> tuple[int, ...]:
+def full_shape(param, tp: int) -> tuple[int, ...]:
+    """The shape of the whole tensor a TP shard belongs to."""
     shape = list(param.shape)
     if getattr(param, "tensor_model_parallel", False):
         shape[param.partition_dim] *= tp
@@ -93,7 +95,7 @@ def init_weights(model, seed: int, std: float, num_layers: int, width_mult: floa
     names = global_names(model)
     for name, p in model.named_parameters():
         tp, tp_rank = tp_size_rank(name)
-        full = full_init(names[name], full_shape(p, name, tp), seed, std, num_layers, p.device, p.dtype,
+        full = full_init(names[name], full_shape(p, tp), seed, std, num_layers, p.device, p.dtype,
                          width_mult)
         p.copy_(local_shard(full, p, name, tp, tp_rank, gated))
 

@@ -46,7 +46,7 @@ class Optimizer:
         # (--grow-new-layer-lr-mult: the layers a growth added get groups of their own, marked new_layers)
         new = new_layers(cfg)
         groups: dict[tuple[float, float, bool], list] = {}
-        for (n, p), m in zip(named, self.masters):
+        for (n, p), m in zip(named, self.masters, strict=True):
             key = (0.0 if _no_decay(n, p) else 1.0, mup.lr_multiplier(cfg, n, p), layer_index(n) in new)
             groups.setdefault(key, []).append(m)
         groups = [{"params": ms, "wd_mult": wd, "max_lr": cfg.lr * lr, "min_lr": cfg.min_lr * lr,
@@ -75,7 +75,7 @@ class Optimizer:
         """Global L2 norm of the gradients (each shard counted once across TP/PP/DP; routed experts
         summed over their expert-parallel x expert-TP x PP group)."""
         sq = torch.zeros(2, dtype=torch.float32, device=self.params[0].device)  # [dense, experts]
-        for p, expert in zip(self.params, self.expert):
+        for p, expert in zip(self.params, self.expert, strict=True):
             if p.main_grad is not None and param_is_not_shared(p) and param_is_not_tensor_parallel_duplicate(p):
                 sq[int(expert)] += p.main_grad.float().pow(2).sum()
         torch.distributed.all_reduce(sq[0:1], group=ps.get_model_parallel_group())
@@ -89,7 +89,7 @@ class Optimizer:
         ``norm``: the gradient norm when the caller already computed it."""
         norm = self.grad_norm() if norm is None else norm
         scale = self.clip_grad / (norm + 1e-6) if self.clip_grad and norm > self.clip_grad else 1.0
-        for p, m in zip(self.params, self.masters):
+        for p, m in zip(self.params, self.masters, strict=True):
             m.grad = p.main_grad.float() * scale if scale != 1.0 else p.main_grad.float()
         new = [g for g in self.optimizer.param_groups if g.get("new_layers")] if iteration is not None else []
         scheduled = [g["lr"] for g in new]
@@ -97,9 +97,9 @@ class Optimizer:
             g["lr"] *= self.new_layer_lr(iteration)
             self.last_new_layer_lr = g["lr"]
         self.optimizer.step()
-        for g, lr in zip(new, scheduled):
+        for g, lr in zip(new, scheduled, strict=True):
             g["lr"] = lr
-        for p, m in zip(self.params, self.masters):
+        for p, m in zip(self.params, self.masters, strict=True):
             m.grad = None
             if m is not p:
                 p.copy_(m)
@@ -142,7 +142,7 @@ class Optimizer:
     @torch.no_grad()
     def sync_masters_from_params(self) -> None:
         """After the weights were changed in place (growth), make the fp32 masters match them."""
-        for p, m in zip(self.params, self.masters):
+        for p, m in zip(self.params, self.masters, strict=True):
             if m is not p:
                 m.copy_(p)
 
@@ -157,7 +157,7 @@ class Optimizer:
             if "fp32_param" in s:
                 masters[i] = s.pop("fp32_param")
         self.optimizer.load_state_dict(sd)
-        for g, (hi, lo) in zip(self.optimizer.param_groups, bounds):
+        for g, (hi, lo) in zip(self.optimizer.param_groups, bounds, strict=True):
             g["max_lr"], g["min_lr"] = hi, lo
         flat = [m for g in self.optimizer.param_groups for m in g["params"]]
         with torch.no_grad():
@@ -201,7 +201,7 @@ def _muon(cfg, groups, named, masters) -> MuonNSGD:
     heads, ng = cfg.num_attention_heads, cfg.num_query_groups or cfg.num_attention_heads
     head_dim = cfg.kv_channels or cfg.hidden_size // heads
     info = {}
-    for (n, p), m in zip(named, masters):
+    for (n, p), m in zip(named, masters, strict=True):
         sharded = getattr(p, "tensor_model_parallel", False) and tp > 1
         info[id(m)] = ParamInfo(
             muon=is_muon_matrix(n, p.ndim),  # (each routed expert's own matrices too)
@@ -229,7 +229,8 @@ def build_scheduler(optimizer: Optimizer, cfg) -> OptimizerParamScheduler:
     # --override-opt-param-scheduler asks for the flags' schedule (megatron's checks are the backstop)
     return OptimizerParamScheduler(
         optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=cfg.warmup_iters,
-        lr_decay_steps=T, lr_decay_style="WSD" if cfg.lr_decay_style == "wsd" else cfg.lr_decay_style, start_wd=cfg.weight_decay,
+        lr_decay_steps=T, lr_decay_style="WSD" if cfg.lr_decay_style == "wsd" else cfg.lr_decay_style,
+        start_wd=cfg.weight_decay,
         end_wd=cfg.weight_decay, wd_incr_steps=T, wd_incr_style="constant",
         wsd_decay_steps=wsd if cfg.lr_decay_style == "wsd" else None,
         lr_wsd_decay_style=cfg.lr_wsd_decay_style if cfg.lr_decay_style == "wsd" else None,

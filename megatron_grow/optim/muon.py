@@ -129,7 +129,7 @@ class MuonNSGD(torch.optim.Optimizer):
             dist.all_reduce(local, group=self.tp_group)
             sq = local
         out = []
-        for (u, info), s in zip(updates, sq):
+        for (u, info), s in zip(updates, sq, strict=True):
             numel = math.prod(self._full_shape(u, info.tp_dim))
             nscale = 1.0 if self.scale_mode == "spectral" else 0.2 * math.sqrt(numel)
             out.append(u * (nscale / (s.sqrt().item() + 1e-7)))
@@ -157,7 +157,7 @@ class MuonNSGD(torch.optim.Optimizer):
         directions += self._matrix_directions(experts, self.expert_dp_group)
         matrices = dense + experts
         directions += self._normalised([(u, self.info[id(p)]) for p, _, u in others])
-        for (p, group, _), d in zip(matrices + others, directions):
+        for (p, group, _), d in zip(matrices + others, directions, strict=True):
             p.mul_(1 - group["lr"] * group["weight_decay"])
             p.add_(d, alpha=-group["lr"])
 
@@ -178,5 +178,5 @@ class MuonNSGD(torch.optim.Optimizer):
         if out:
             flat = torch.cat([o.reshape(-1) for o in out])
             dist.all_reduce(flat, group=group)
-            out = [f.view_as(o) for f, o in zip(flat.split([o.numel() for o in out]), out)]
+            out = [f.view_as(o) for f, o in zip(flat.split([o.numel() for o in out]), out, strict=True)]
         return out
