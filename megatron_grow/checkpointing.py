@@ -390,8 +390,7 @@ def schedule_problems(cfg, common: dict, it: int) -> None:
                               f"(--load {cfg.load}): nothing would be trained. To train further give "
                               f"--train-iters > {it} and --override-opt-param-scheduler (the schedule is then "
                               "recomputed for the new length)")
-    fields = {f.name for f in dataclasses.fields(config.RunConfig)}
-    saved_cfg = config.RunConfig(**{k: v for k, v in common["config"].items() if k in fields})
+    saved_cfg = config.saved_config(common["config"])
     old, new = saved_cfg.lr_schedule(), cfg.lr_schedule()
     diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
     if not diff:

@@ -13,6 +13,8 @@ import torch
 from megatron_grow.growth.plan import INITS, OPTIMIZER_STATE_MODES, PLACEMENTS
 from megatron_grow.models import FAMILIES
 
+NOT_A_FLAG = {"flag": False}  # field metadata of RunConfig fields that no command-line flag sets
+
 
 @dataclass
 class RunConfig:
@@ -144,10 +146,10 @@ class RunConfig:
     metrics_file: str | None = None
     tensorboard_dir: str | None = None
     progress: bool = True
-    # filled in by finalize(): world layout; the tau plan of --grow-at auto
-    world_size: int = field(default=1, repr=False)
-    grow_plan_text: str | None = field(default=None, repr=False)
-    grown_from_layers: int | None = field(default=None, repr=False)  # set by grown_config: the source depth
+    # not flags: set by finalize (world size, the --grow-at auto plan) and grown_config (the source depth)
+    world_size: int = field(default=1, metadata=NOT_A_FLAG)
+    grow_plan_text: str | None = field(default=None, metadata=NOT_A_FLAG)
+    grown_from_layers: int | None = field(default=None, metadata=NOT_A_FLAG)
 
     @property
     def data_parallel_size(self) -> int:
@@ -217,15 +219,25 @@ MOE_FIELDS = ("num_experts", "moe_router_topk", "moe_ffn_hidden_size", "moe_shar
               "moe_first_dense_layers")
 
 
+def flag_fields() -> list[dataclasses.Field]:
+    """The RunConfig fields that are command-line flags (what a checkpoint's config restores)."""
+    return [f for f in dataclasses.fields(RunConfig) if f.metadata.get("flag", True)]
+
+
+def saved_config(saved: dict) -> RunConfig:
+    """The flags a checkpoint was saved with (its common state's "config"), as a RunConfig; fields
+    a newer version added keep their defaults."""
+    flags = {f.name for f in flag_fields()}
+    return RunConfig(**{k: v for k, v in saved.items() if k in flags})
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m megatron_grow.train",
         description="Train a GPT2 / LLaMA3 / DeepSeekV3-MoE model on megatron-core. Flags follow Megatron-LM's names; "
         "every preset field can be overridden by its flag.",
     )
-    for f in dataclasses.fields(RunConfig):
-        if not f.repr:
-            continue
+    for f in flag_fields():
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", "bool | None"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
@@ -283,7 +295,10 @@ def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = 
             cfg.global_batch_size = cfg.micro_batch_size * max(cfg.data_parallel_size, 1)
         problems = validate(cfg, device, te_available)
         if growth_requested(cfg) and not _first_tier_problems(cfg) and cfg.num_layers >= 0:
-            problems += auto_tau_problems(cfg) or growth_problems(cfg, device, te_available, known=problems)
+            tau_problems, planned = auto_tau(cfg)
+            for k, v in planned.items():
+                setattr(cfg, k, v)
+            problems += tau_problems or growth_problems(cfg, device, te_available, known=problems)
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -298,40 +313,62 @@ def _first_tier_problems(cfg: RunConfig) -> list[str]:
 
 
 def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[str]:
-    """Every inconsistency in ``cfg``, each as a message naming the flag and what would work."""
-    tp, pp, ws = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.world_size
+    """Every inconsistency in ``cfg``, each as a message naming the flag and what would work. Pure:
+    reads ``cfg`` and the files it names, changes nothing."""
     P = _first_tier_problems(cfg)
-    if P:  # the layout checks below divide by these; the value ranges do not depend on them
+    if P:  # the other checks divide by these; the value ranges do not depend on them
         return P + _range_problems(cfg)
-    if ws % (tp * pp):
-        P.append(f"world size {ws} is not divisible by --tensor-model-parallel-size {tp} x "
-                 f"--pipeline-model-parallel-size {pp}; launch a multiple of {tp * pp} processes")
+    return (model_problems(cfg) + layout_problems(cfg) + batch_problems(cfg) + data_problems(cfg)
+            + device_problems(cfg, device, te_available)
+            + checkpoint_problems(cfg) + schedule_problems(cfg) + _optimizer_problems(cfg, device)
+            + _range_problems(cfg) + _new_layer_lr_problems(cfg))
+
+
+def model_problems(cfg: RunConfig) -> list[str]:
+    """The model's shape, whatever the layout."""
+    P = []
     if cfg.num_layers < 0:
         P.append(f"--num-layers must be >= 0 (got {cfg.num_layers})")
-    if cfg.num_attention_heads % tp:
-        P.append(f"--num-attention-heads {cfg.num_attention_heads} is not divisible by "
-                 f"--tensor-model-parallel-size {tp}")
-    if cfg.num_query_groups % tp:
-        P.append(f"--num-query-groups {cfg.num_query_groups} is not divisible by "
-                 f"--tensor-model-parallel-size {tp}")
     if cfg.num_attention_heads % cfg.num_query_groups:
         P.append(f"--num-attention-heads {cfg.num_attention_heads} is not divisible by "
                  f"--num-query-groups {cfg.num_query_groups}")
     if cfg.kv_channels is None and cfg.hidden_size % cfg.num_attention_heads and cfg.kv_lora_rank is None:
         P.append(f"--hidden-size {cfg.hidden_size} is not divisible by --num-attention-heads "
                  f"{cfg.num_attention_heads}; change one or set --kv-channels")
-    if cfg.ffn_hidden_size % tp:
-        P.append(f"--ffn-hidden-size {cfg.ffn_hidden_size} is not divisible by --tensor-model-parallel-size {tp}")
-    P += _pipeline_problems(cfg)
-    P += _moe_problems(cfg)
     if cfg.max_position_embeddings < cfg.seq_length:
         P.append(f"--seq-length {cfg.seq_length} exceeds --max-position-embeddings {cfg.max_position_embeddings}")
-    if ws % (tp * pp) == 0:
-        dp = cfg.data_parallel_size
-        if cfg.global_batch_size % (cfg.micro_batch_size * dp):
-            P.append(f"--global-batch-size {cfg.global_batch_size} is not divisible by --micro-batch-size "
-                     f"{cfg.micro_batch_size} x data-parallel size {dp}; use a multiple of "
-                     f"{cfg.micro_batch_size * dp}")
+    return P + _moe_problems(cfg)
+
+
+def layout_problems(cfg: RunConfig) -> list[str]:
+    """The model against the tensor / pipeline / data-parallel layout and the batch."""
+    tp, pp, ws = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.world_size
+    P = []
+    if ws % (tp * pp):
+        P.append(f"world size {ws} is not divisible by --tensor-model-parallel-size {tp} x "
+                 f"--pipeline-model-parallel-size {pp}; launch a multiple of {tp * pp} processes")
+    if cfg.num_attention_heads % tp:
+        P.append(f"--num-attention-heads {cfg.num_attention_heads} is not divisible by "
+                 f"--tensor-model-parallel-size {tp}")
+    if cfg.num_query_groups % tp:
+        P.append(f"--num-query-groups {cfg.num_query_groups} is not divisible by "
+                 f"--tensor-model-parallel-size {tp}")
+    if cfg.ffn_hidden_size % tp:
+        P.append(f"--ffn-hidden-size {cfg.ffn_hidden_size} is not divisible by --tensor-model-parallel-size {tp}")
+    return P + _pipeline_problems(cfg)
+
+
+def batch_problems(cfg: RunConfig) -> list[str]:
+    tp, pp, ws = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.world_size
+    dp = cfg.data_parallel_size
+    if ws % (tp * pp) == 0 and cfg.global_batch_size % (cfg.micro_batch_size * dp):
+        return [f"--global-batch-size {cfg.global_batch_size} is not divisible by --micro-batch-size "
+                f"{cfg.micro_batch_size} x data-parallel size {dp}; use a multiple of {cfg.micro_batch_size * dp}"]
+    return []
+
+
+def data_problems(cfg: RunConfig) -> list[str]:
+    P = []
     if not cfg.mock_data and not cfg.data_path:
         P.append("no training data: pass --data-path PREFIX (a .bin/.idx prefix from tools/preprocess_data.py), "
                  "--data-path demo (the bundled corpus), or --mock-data")
@@ -354,6 +391,11 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
             raise ValueError
     except ValueError:
         P.append(f"--split {cfg.split!r} must be three non-negative weights like 98,2,0 with a train part > 0")
+    return P
+
+
+def device_problems(cfg: RunConfig, device: str, te_available: bool) -> list[str]:
+    P = []
     if cfg.device == "cpu" or device == "cpu":
         if cfg.bf16:
             P.append("--bf16 is for GPUs; on --device cpu train in fp32 (--no-bf16)")
@@ -362,6 +404,12 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
     if cfg.transformer_impl == "transformer_engine" and not te_available and device == "cuda":
         P.append("--transformer-impl transformer_engine: Transformer Engine is not importable; "
                  "pip install -e .[gpu] or use --transformer-impl local")
+    return P
+
+
+def checkpoint_problems(cfg: RunConfig) -> list[str]:
+    """--save / --load and their options, as far as the flags and the directories tell."""
+    P = []
     if cfg.save_interval is not None and not cfg.save:
         P.append("--save-interval needs --save DIR")
     if cfg.save and os.path.isfile(os.path.join(cfg.save, "latest_checkpointed_iteration.txt")) and (
@@ -376,6 +424,12 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
         P.append("--ckpt-fallback picks the newest intact checkpoint of --load DIR: give --load, and not --ckpt-step")
     if cfg.ckpt_step is not None and (not cfg.load or cfg.ckpt_step < 0):
         P.append(f"--ckpt-step {cfg.ckpt_step} picks an iteration of --load DIR: give --load and an iteration >= 0")
+    return P
+
+
+def schedule_problems(cfg: RunConfig) -> list[str]:
+    """The LR schedule's lengths."""
+    P = []
     warmup = cfg.warmup_iters
     if warmup >= cfg.train_iters:
         P.append(f"warmup of {warmup} iterations (--lr-warmup-iters / --lr-warmup-fraction) must be shorter "
@@ -384,13 +438,10 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
     if cfg.lr_decay_style == "wsd" and warmup + decay > cfg.train_iters:
         P.append(f"--lr-decay-style wsd: warmup {warmup} + decay {decay} iterations exceed --train-iters "
                  f"{cfg.train_iters}; shorten --lr-wsd-decay-iters / --lr-wsd-decay-fraction")
-    P += _optimizer_problems(cfg, device)
-    P += _range_problems(cfg)
     if not 0 <= cfg.lr_warmup_fraction < 1:
         P.append(f"--lr-warmup-fraction {cfg.lr_warmup_fraction} must be in [0, 1)")
     if not 0 <= cfg.lr_wsd_decay_fraction <= 1:
         P.append(f"--lr-wsd-decay-fraction {cfg.lr_wsd_decay_fraction} must be in [0, 1]")
-    P += _new_layer_lr_problems(cfg)
     return P
 
 
@@ -572,29 +623,29 @@ def growth_requested(cfg: RunConfig) -> bool:
             or cfg.grow_at is not None)
 
 
-def auto_tau_problems(cfg: RunConfig) -> list[str]:
-    """--grow-at auto: set --grow-at-iter from the pilot pair (tau = T_stable - t_mix)."""
+def auto_tau(cfg: RunConfig) -> tuple[list[str], dict]:
+    """--grow-at auto: (problems, the fields that set tau from the pilot pair: tau = T_stable - t_mix).
+    Pure: ``finalize`` applies the fields."""
     if cfg.grow_at != "auto":
-        return ["--grow-pilot-metrics takes effect only with --grow-at auto"] if cfg.grow_pilot_metrics else []
+        return (["--grow-pilot-metrics takes effect only with --grow-at auto"] if cfg.grow_pilot_metrics else []), {}
     from megatron_grow.growth import tau
 
     if cfg.grow_at_iter is not None or cfg.grow_at_fraction is not None:
-        return ["--grow-at auto chooses tau itself; drop --grow-at-iter / --grow-at-fraction"]
+        return ["--grow-at auto chooses tau itself; drop --grow-at-iter / --grow-at-fraction"], {}
     files = (cfg.grow_pilot_metrics or "").split(",")
     if len(files) != 2 or not all(files):
         return ["--grow-at auto needs --grow-pilot-metrics FIXED.jsonl,GROWN.jsonl (the metrics of a fixed-size "
-                "pilot and of one grown right after warmup; see tools/plan_growth.py)"]
+                "pilot and of one grown right after warmup; see tools/plan_growth.py)"], {}
     if cfg.lr_decay_style != "wsd":
         return [f"--grow-at auto plans tau = T_stable - t_mix for --lr-decay-style wsd, not {cfg.lr_decay_style}; "
-                "use wsd or give --grow-at-iter"]
-    warmup, stable_end = cfg.warmup_iters, cfg.wsd_stable_end
+                "use wsd or give --grow-at-iter"], {}
     try:
-        plan = tau.plan_from_pilot(*files, cfg.train_iters, warmup, stable_end, cfg.grow_mix_tolerance)
+        plan = tau.plan_from_pilot(*files, cfg.train_iters, cfg.warmup_iters, cfg.wsd_stable_end,
+                                   cfg.grow_mix_tolerance)
     except tau.PlanError as e:
-        return [f"--grow-at auto (--grow-pilot-metrics): {e}"]
-    cfg.grow_at_iter, cfg.grow_at = plan["tau"], None
-    cfg.grow_plan_text = "--grow-at auto: " + tau.describe(plan).replace("\n", "\n  ")
-    return []
+        return [f"--grow-at auto (--grow-pilot-metrics): {e}"], {}
+    return [], {"grow_at_iter": plan["tau"], "grow_at": None,
+                "grow_plan_text": "--grow-at auto: " + tau.describe(plan).replace("\n", "\n  ")}
 
 
 def grow_iteration(cfg: RunConfig) -> int | None:

@@ -69,26 +69,30 @@ def check(args) -> tuple[dict, int]:
         elif os.path.abspath(args.save).startswith(os.path.join(os.path.abspath(args.load), "")):
             P.append(f"--save {args.save} lies inside --load {args.load}; choose a directory outside it (the "
                      "source checkpoint directory is only read)")
-    cfg = common["config"]
-    tp, pp = args.target_tensor_model_parallel_size, args.target_pipeline_model_parallel_size
-    for name, n in (("num_attention_heads", cfg["num_attention_heads"]), ("num_query_groups", cfg["num_query_groups"])):
-        if n % tp:
-            P.append(f"--target-tensor-model-parallel-size {tp} does not divide {name} {n}")
-    if args.target_num_layers % pp:
-        P.append(f"--target-num-layers {args.target_num_layers} does not split evenly over "
-                 f"--target-pipeline-model-parallel-size {pp}")
-    ep = args.target_expert_model_parallel_size
-    if ep != 1 and not cfg.get("num_experts"):
-        P.append(f"--target-expert-model-parallel-size {ep}: the source is a {common['family']} model without experts")
-    elif cfg.get("num_experts") and cfg["num_experts"] % ep:
-        P.append(f"--target-expert-model-parallel-size {ep} does not divide num_experts {cfg['num_experts']}")
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world != 1 and world % (tp * pp * ep):
-        P.append(f"{world} processes cannot run the target layout TP{tp} x PP{pp} x EP{ep}; launch 1 or a multiple "
-                 f"of {tp * pp * ep}")
+    P += [p.replace("--tensor-model-parallel-size", "--target-tensor-model-parallel-size")
+          .replace("--pipeline-model-parallel-size", "--target-pipeline-model-parallel-size")
+          .replace("--expert-model-parallel-size", "--target-expert-model-parallel-size")
+          .replace("--num-layers", "--target-num-layers") for p in _target_problems(common, args)]
     if P:
         sys.exit("error: cannot expand the checkpoint:\n  - " + "\n  - ".join(P))
     return common, it
+
+
+def _target_problems(common: dict, args) -> list[str]:
+    """The trainer's own model and layout checks on the grown config at the target layout."""
+    from megatron_grow import config
+
+    tp, pp = args.target_tensor_model_parallel_size, args.target_pipeline_model_parallel_size
+    ep = args.target_expert_model_parallel_size
+    target = config.saved_config(common["config"])
+    target.num_layers = args.target_num_layers
+    target.tensor_model_parallel_size, target.pipeline_model_parallel_size = tp, pp
+    target.expert_model_parallel_size = ep
+    target.decoder_first_pipeline_num_layers = target.decoder_last_pipeline_num_layers = None
+    target.pipeline_layers = None
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    target.world_size = world if world != 1 else tp * pp * ep  # (one process writes a checkpoint for any layout)
+    return config.model_problems(target) + config.layout_problems(target)
 
 
 def main(argv=None):
@@ -119,8 +123,7 @@ def expand(args, common, it, plan):
     tp, pp, ep = (1, 1, 1) if world == 1 else (args.target_tensor_model_parallel_size,
                                                args.target_pipeline_model_parallel_size,
                                                args.target_expert_model_parallel_size)
-    fields = {f.name for f in config.dataclasses.fields(config.RunConfig) if f.repr}
-    cfg = config.RunConfig(**{k: v for k, v in common["config"].items() if k in fields})
+    cfg = config.saved_config(common["config"])
     cfg.num_layers, cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size = args.target_num_layers, tp, pp
     cfg.expert_model_parallel_size = ep
     cfg.decoder_first_pipeline_num_layers = cfg.decoder_last_pipeline_num_layers = None
