@@ -241,18 +241,22 @@ def read_common(path: str) -> dict:
     return dist_checkpointing.load_common_state_dict(path)
 
 
+def _listed(its: list[int]) -> str:
+    return ", ".join(map(str, its)) or "none"
+
+
 def damaged(root: str, it: int, e: Exception) -> CheckpointError:
     """The error for a checkpoint that cannot be read: which directory, why, and what to do."""
     have = [i for i in iterations(root) if i != it]
     if isinstance(e, CheckpointException) and e.failures:  # the first rank's own error, not the traceback text
         e = next(iter(e.failures.values()))[0]
     why = f"{type(e).__name__}: {str(e)[:300]}" if str(e) else type(e).__name__
-    return CheckpointError(f"--load {root}: the checkpoint {iter_dir(root, it)} cannot be read ({why}); it is damaged "
-                      f"or incomplete. Load another with --ckpt-step N or add --ckpt-fallback "
-                      f"(other complete ones: {', '.join(map(str, have)) or 'none'})")
+    return CheckpointError(f"--load {root}: the checkpoint {iter_dir(root, it)} cannot be read ({why}); it is "
+                           f"damaged or incomplete. Load another with --ckpt-step N or add --ckpt-fallback "
+                           f"(other complete ones: {_listed(have)})")
 
 
-def read_common_or_exit(root: str, it: int) -> dict:
+def read_common_or_raise(root: str, it: int) -> dict:
     try:
         return read_common(iter_dir(root, it))
     except Exception as e:  # a missing or truncated common.pt / metadata
@@ -267,7 +271,7 @@ def load(root: str, model, optimizer, scheduler, iteration: int | None = None, l
     if iteration is None:
         raise no_checkpoint(root)
     path = iter_dir(root, iteration)
-    common = read_common_or_exit(root, iteration)
+    common = read_common_or_raise(root, iteration)
     same_layout = layout is not None and common.get("layout") == layout
     sd = _sharded_state(model, optimizer, scheduler, {}, same_layout, True)
     sd.pop("scheduler")
@@ -305,16 +309,16 @@ def resume_config(cfg, for_training: bool = True):
         have = iterations(cfg.load)
         raise CheckpointError(f"--load {cfg.load}: {os.path.join(cfg.load, TRACKER)} does not hold an "
                               f"iteration number; pick a complete checkpoint with --ckpt-step N (complete ones: "
-                              f"{', '.join(map(str, have)) or 'none'})") from None
+                              f"{_listed(have)})") from None
     if it is None:
         raise no_checkpoint(cfg.load)
     if not os.path.isdir(iter_dir(cfg.load, it)):
         have = iterations(cfg.load)
         raise CheckpointError(f"--load {cfg.load} --ckpt-step {it}: no complete checkpoint of that iteration there "
-                              f"(complete ones: {', '.join(map(str, have)) or 'none'})")
+                              f"(complete ones: {_listed(have)})")
     chosen = cfg.ckpt_step is not None
     it = intact_iteration(cfg, it)
-    common = read_common_or_exit(cfg.load, it)
+    common = read_common_or_raise(cfg.load, it)
     later = [i for i in iterations(cfg.load) if i > it]
     if chosen and later and cfg.save and os.path.abspath(cfg.save) == os.path.abspath(cfg.load):
         raise CheckpointError(f"--ckpt-step {it} with --save {cfg.save} "
@@ -354,7 +358,7 @@ def intact_iteration(cfg, it: int) -> int:
         if not cfg.ckpt_fallback:
             raise CheckpointError(f"--load {cfg.load}: the checkpoint of iteration {i} is damaged: {box[0]}. Add "
                                   f"--ckpt-fallback to load the newest intact earlier one, or pick one with "
-                                  f"--ckpt-step N (complete ones: {', '.join(map(str, iterations(cfg.load)))})")
+                                  f"--ckpt-step N (complete ones: {_listed(iterations(cfg.load))})")
         if dist.get_rank() == 0:
             print(f"--ckpt-fallback: the checkpoint of iteration {i} is damaged ({box[0]}); trying the one before",
                   file=sys.stderr, flush=True)

@@ -84,10 +84,14 @@ def run(cmd: list[str], timeout: float = 300, env: dict | None = None,
     return res
 
 
+def torchrun_cmd(nproc: int | None, module_args: list[str], module: str = "megatron_grow.train") -> list[str]:
+    """``python -m torch.distributed.run ... -m module args`` (``nproc`` None: one plain process)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] if nproc else []
+    return [sys.executable, *launcher, "-m", module, *module_args]
+
+
 def torchrun(nproc: int, module_args: list[str], timeout: float = 300, module: str = "megatron_grow.train", **kw):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", module, *module_args]
-    return run(cmd, timeout=timeout, **kw)
+    return run(torchrun_cmd(nproc, module_args, module), timeout=timeout, **kw)
 
 
 def read_metrics(path) -> list[dict]:

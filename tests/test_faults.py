@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from conftest import TINY, job_processes, kill_job, launch, losses, read_metrics, torchrun
+from conftest import TINY, job_processes, kill_job, launch, losses, read_metrics, torchrun, torchrun_cmd
 from megatron_grow import runstate, training
 
 ARGS = ["--model", "llama3", *TINY, "--num-layers", "2", "--mock-data", "--vocab-size", "1000",
@@ -88,12 +88,8 @@ def test_loss_spike_skips_the_update():
 
 def _launch(nproc, args, log, env=None):
     """A torchrun job (``nproc`` None: one plain process) with output to the file ``log``."""
-    import sys
-
-    cmd = [sys.executable, *(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
-                             if nproc else []), "-m", "megatron_grow.train", *args]
     with open(log, "w") as f:
-        return launch(cmd, f, env)
+        return launch(torchrun_cmd(nproc, args), f, env)
 
 
 def _wait_for_the_job(proc, timeout: float) -> list[int]:

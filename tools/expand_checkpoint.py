@@ -78,20 +78,26 @@ def check(args) -> tuple[dict, int]:
     return common, it
 
 
+def _target_config(common: dict, args, tp: int, pp: int, ep: int, world: int):
+    """The source run's flags at the target depth and layout (the pipeline split left to the default)."""
+    from megatron_grow import config
+
+    cfg = config.saved_config(common["config"])
+    cfg.num_layers = args.target_num_layers
+    cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.expert_model_parallel_size = tp, pp, ep
+    cfg.decoder_first_pipeline_num_layers = cfg.decoder_last_pipeline_num_layers = cfg.pipeline_layers = None
+    cfg.world_size = world
+    return cfg
+
+
 def _target_problems(common: dict, args) -> list[str]:
     """The trainer's own model and layout checks on the grown config at the target layout."""
     from megatron_grow import config
 
     tp, pp = args.target_tensor_model_parallel_size, args.target_pipeline_model_parallel_size
     ep = args.target_expert_model_parallel_size
-    target = config.saved_config(common["config"])
-    target.num_layers = args.target_num_layers
-    target.tensor_model_parallel_size, target.pipeline_model_parallel_size = tp, pp
-    target.expert_model_parallel_size = ep
-    target.decoder_first_pipeline_num_layers = target.decoder_last_pipeline_num_layers = None
-    target.pipeline_layers = None
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    target.world_size = world if world != 1 else tp * pp * ep  # (one process writes a checkpoint for any layout)
+    world = int(os.environ.get("WORLD_SIZE", 1))  # (one process writes a checkpoint for any layout)
+    target = _target_config(common, args, tp, pp, ep, world if world != 1 else tp * pp * ep)
     return config.model_problems(target) + config.layout_problems(target)
 
 
@@ -116,18 +122,14 @@ def main(argv=None):
 def expand(args, common, it, plan):
     import torch.distributed as dist
 
-    from megatron_grow import checkpointing, config, platform, runstate
+    from megatron_grow import checkpointing, platform, runstate
     from megatron_grow.growth.reshard import load_grown
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     tp, pp, ep = (1, 1, 1) if world == 1 else (args.target_tensor_model_parallel_size,
                                                args.target_pipeline_model_parallel_size,
                                                args.target_expert_model_parallel_size)
-    cfg = config.saved_config(common["config"])
-    cfg.num_layers, cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size = args.target_num_layers, tp, pp
-    cfg.expert_model_parallel_size = ep
-    cfg.decoder_first_pipeline_num_layers = cfg.decoder_last_pipeline_num_layers = None
-    cfg.world_size = world
+    cfg = _target_config(common, args, tp, pp, ep, world)
     device = platform.resolve_device(cfg.device)
     _, _, dev = platform.init_distributed(device)
     platform.init_model_parallel(tp, pp, cfg.seed, ep)
