@@ -14,6 +14,7 @@ setup(
         "numpy",
         "psutil",  # dist_checkpointing.save needs it
         "tqdm",
+        "xxhash",  # checkpoint checksums
     ],
     extras_require={
         # triton: kernel tests run on CPU under TRITON_INTERPRET=1

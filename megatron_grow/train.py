@@ -74,7 +74,7 @@ def main(argv=None):
     _quiet()
     import torch.distributed as dist
 
-    from megatron_grow import platform, training
+    from megatron_grow import checkpointing, platform, training
 
     with user_errors_exit():
         cfg, state, data, dev = setup(argv)
@@ -85,6 +85,7 @@ def main(argv=None):
     except (training.Diverged, training.Stopped) as e:  # every rank stops at the same iteration
         if dist.get_rank() == 0:
             print(f"\nstopped: {e}", file=sys.stderr, flush=True)
+        checkpointing.wait_for_checksums()
         platform.shutdown()
         raise SystemExit(EXIT_STOPPED if isinstance(e, training.Stopped) else EXIT_DIVERGED) from None
     except RuntimeError as e:  # gloo's words; NCCL's watchdog ends the process itself
@@ -95,6 +96,7 @@ def main(argv=None):
               f"--load {cfg.save or 'DIR'} to continue from the last checkpoint.", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_TIMEOUT) from None
     cfg, state = r.cfg, r.state
+    checkpointing.wait_for_checksums()  # (the last save's)
     if dist.get_rank() == 0:
         tok_s = r.tokens / max(r.seconds, 1e-9)
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731

@@ -69,3 +69,43 @@ def test_reload_into_other_layouts_gives_identical_logits(tmp_path):
     for name, logits in outs.items():
         assert logits.shape == ref.shape
         assert torch.allclose(logits, ref, rtol=0, atol=2e-5), (name, (logits - ref).abs().max())
+
+
+def test_checksums_catch_changes_and_finish_when_the_process_exits(tmp_path):
+    """A save's checksums are written by a thread; a process that exits right after starting it still
+    gets them (a thread pool there died at interpreter exit under load, leaving the file out). They
+    catch a flipped byte in a later chunk and a truncation; CRC-32 checksums of older checkpoints verify."""
+    import json
+    import subprocess
+    import sys
+    import zlib
+
+    from megatron_grow import checkpointing
+
+    d = tmp_path / "iter_0000001"
+    d.mkdir()
+    blob = bytes(range(256)) * (checkpointing.CHUNK // 256) + b"tail"  # two chunks
+    (d / "0_0.distcp").write_bytes(blob)
+    (d / "common.pt").write_bytes(b"x" * 100)
+    code = ("import sys, torch.distributed as dist\n"
+            f"dist.init_process_group('gloo', init_method='file://{tmp_path}/store', rank=0, world_size=1)\n"
+            "from megatron_grow.checkpointing import write_checksums\n"
+            "write_checksums(sys.argv[1], background=True)\n")  # and exit at once
+    subprocess.run([sys.executable, "-c", code, str(d)], check=True, timeout=120)
+    saved = json.loads((d / "checksums.0.json").read_text())
+    assert set(saved) == {"0_0.distcp", "common.pt"} and len(saved["0_0.distcp"]["xxh3_64"]) == 2
+    assert checkpointing.verify_checksums(str(d)) is None
+
+    flipped = bytearray(blob)
+    flipped[checkpointing.CHUNK + 1] ^= 1
+    (d / "0_0.distcp").write_bytes(bytes(flipped))
+    c = checkpointing.CHUNK
+    assert checkpointing.verify_checksums(str(d)) == f"{d}/0_0.distcp differs from what was saved (xxh3_64 of " \
+        f"bytes {c}..{2 * c})"
+    (d / "checksums.0.json").write_text(json.dumps({"0_0.distcp": {  # as saved before 2026-12-02
+        "size": len(blob), "crc32": [zlib.crc32(blob[:c]), zlib.crc32(blob[c:])]}}))
+    assert "crc32 of bytes" in checkpointing.verify_checksums(str(d))
+    (d / "0_0.distcp").write_bytes(blob)
+    assert checkpointing.verify_checksums(str(d)) is None
+    (d / "0_0.distcp").write_bytes(blob[:10])
+    assert checkpointing.verify_checksums(str(d)) == f"{d}/0_0.distcp has 10 bytes, {len(blob)} were saved"
