@@ -132,33 +132,30 @@ def test_new_layer_lr_multiplier(tmp_path):
              "--grow-new-layer-lr-iters", "2"]
     plain, boosted = tmp_path / "plain.jsonl", tmp_path / "boosted.jsonl"
     torchrun(1, [*ARGS, *GROW, "--lr-warmup-iters", "0", "--lr-decay-style", "constant", "--metrics-file", str(plain)])
-    torchrun(1, [*flags, "--metrics-file", str(boosted)])
+    ck = tmp_path / "ck"
+    torchrun(1, [*flags, "--save", str(ck), "--save-interval", "5", "--metrics-file", str(boosted)])
     recs = [r for r in read_metrics(boosted) if "lm_loss" in r]
     assert [r.get("lr_new_layers") for r in recs] == [None] * 4 + [pytest.approx(x * 1e-2) for x in (3, 2, 1, 1)]
     assert all(r["lr"] == pytest.approx(1e-2) for r in recs)
     a, b = losses(plain), losses(boosted)
     assert all(a[i] == b[i] for i in range(1, 6)) and a[6] != b[6]  # same until the first boosted step shows
-    ck = tmp_path / "ck"
-    torchrun(1, [*flags, "--exit-interval", "5", "--save", str(ck)])
     res = tmp_path / "res.jsonl"
-    torchrun(1, [*flags, "--load", str(ck), "--save", str(ck), "--metrics-file", str(res)])
+    torchrun(1, [*flags, "--load", str(ck), "--ckpt-step", "5", "--metrics-file", str(res)])
     assert losses(res) == {k: v for k, v in b.items() if k > 5}
 
 
-@pytest.mark.parametrize("stop", [2, 6], ids=["before_tau", "after_tau"])
-def test_resume_around_tau(tmp_path, stop):
-    full = tmp_path / "full.jsonl"
-    torchrun(1, [*ARGS, *GROW, "--metrics-file", str(full)])
-    ck = tmp_path / "ck"
-    torchrun(1, [*ARGS, *GROW, "--exit-interval", str(stop), "--save", str(ck)])
-    res = tmp_path / "res.jsonl"
-    torchrun(1, [*ARGS, *GROW, "--load", str(ck), "--save", str(ck), "--metrics-file", str(res)])
-    recs = read_metrics(res)
-    assert any(r.get("event") == "grow" for r in recs) == (stop < 4)
-    ref = {k: v for k, v in losses(full).items() if k > stop}
-    assert losses(res) == ref
+def test_resume_around_tau(tmp_path):
+    """Resumed before tau (growth happens after the load) and after it (the grown model is loaded): the
+    losses and the compute ledger go on as in the run that saved those checkpoints."""
+    full, ck = tmp_path / "full.jsonl", tmp_path / "ck"
+    torchrun(1, [*ARGS, *GROW, "--save", str(ck), "--save-interval", "2", "--metrics-file", str(full)])
     last = lambda path: [r for r in read_metrics(path) if "lm_loss" in r][-1]  # noqa: E731
-    assert last(res)["cum_flops"] == last(full)["cum_flops"] and last(res)["cum_tokens"] == last(full)["cum_tokens"]
+    for stop in (2, 6):
+        res = tmp_path / f"res{stop}.jsonl"
+        torchrun(1, [*ARGS, *GROW, "--load", str(ck), "--ckpt-step", str(stop), "--metrics-file", str(res)])
+        assert any(r.get("event") == "grow" for r in read_metrics(res)) == (stop < 4)
+        assert losses(res) == {k: v for k, v in losses(full).items() if k > stop}, stop
+        assert last(res)["cum_flops"] == last(full)["cum_flops"] and last(res)["cum_tokens"] == last(full)["cum_tokens"]
 
 
 def test_mismatched_checkpoint_says_how_to_fix(tmp_path, source):

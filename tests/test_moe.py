@@ -25,20 +25,26 @@ def _run(tmp_path, name, nproc, *flags):
     return m
 
 
-@pytest.mark.parametrize("optimizer,balance", [("adam", "aux_loss"), ("muon-nsgd", "seq_aux_loss")])
-def test_expert_and_tensor_parallel_layouts_give_the_same_losses(tmp_path, optimizer, balance):
-    """EP1/TP1 (DP4) vs EP2, TP2xEP2 (alltoall and allgather dispatchers) and PP2xEP2, 2 layers (dense + MoE),
-    clipping on so the expert-parallel grad norm matters; expert-bias balancing on."""
+# every layout once, split between the optimizers (each job is 4 processes on 2 cores)
+LAYOUTS = {"ep2": ["--expert-model-parallel-size", "2"],
+           "tp2ep2-allgather": ["--tensor-model-parallel-size", "2", "--expert-model-parallel-size", "2",
+                                "--moe-token-dispatcher-type", "allgather"],
+           "tp2ep2-alltoall": ["--tensor-model-parallel-size", "2", "--expert-model-parallel-size", "2"],
+           # stage 0 holds the dense layer, stage 1 the MoE layer (the expert grad norm is collective anyway)
+           "pp2ep2": ["--pipeline-model-parallel-size", "2", "--expert-model-parallel-size", "2"]}
+
+
+@pytest.mark.parametrize("optimizer,balance,names", [("adam", "aux_loss", ["tp2ep2-alltoall", "pp2ep2"]),
+                                                     ("muon-nsgd", "seq_aux_loss", ["ep2", "tp2ep2-allgather"])],
+                         ids=["adam", "muon-nsgd"])
+def test_expert_and_tensor_parallel_layouts_give_the_same_losses(tmp_path, optimizer, balance, names):
+    """EP1/TP1 (DP4) vs TP2xEP2 (alltoall dispatcher) and PP2xEP2 with AdamW, vs EP2 and TP2xEP2 (allgather
+    dispatcher) with Muon-NSGD; 2 layers (dense + MoE), clipping on so the expert-parallel grad norm matters;
+    expert-bias balancing on."""
     common = ["--optimizer", optimizer, "--moe-router-load-balancing-type", balance, "--moe-aux-loss-coeff", "0.01",
               "--clip-grad", "0.5"]
     ref = _run(tmp_path, "ref", 4, *common)
-    layouts = {"ep2": ["--expert-model-parallel-size", "2"],
-               "tp2ep2-allgather": ["--tensor-model-parallel-size", "2", "--expert-model-parallel-size", "2",
-                                    "--moe-token-dispatcher-type", "allgather"]}
-    if optimizer == "adam":
-        layouts["tp2ep2-alltoall"] = ["--tensor-model-parallel-size", "2", "--expert-model-parallel-size", "2"]
-        # stage 0 holds the dense layer, stage 1 the MoE layer (the expert grad norm is collective anyway)
-        layouts["pp2ep2"] = ["--pipeline-model-parallel-size", "2", "--expert-model-parallel-size", "2"]
+    layouts = {name: LAYOUTS[name] for name in names}
     for name, flags in layouts.items():
         got = _run(tmp_path, name, 4, *common, *flags)
         assert_close(losses(got), losses(ref), rel=1e-5)
@@ -100,10 +106,9 @@ def test_copy_init_puts_the_source_experts_in_every_new_layer(world, tmp_path):
 
 def test_resume_is_exact_with_moe(tmp_path):
     flags = ["--expert-model-parallel-size", "2", "--optimizer", "muon-nsgd", "--train-iters", "6"]
-    full = _run(tmp_path, "full", 2, *flags)
     ck = tmp_path / "ck"
-    torchrun(2, [*ARGS, *flags, "--exit-interval", "3", "--save", str(ck)])
-    res = _run(tmp_path, "res", 2, *flags, "--load", str(ck), "--save", str(ck))
+    full = _run(tmp_path, "full", 2, *flags, "--save", str(ck), "--save-interval", "3")
+    res = _run(tmp_path, "res", 2, *flags, "--load", str(ck), "--ckpt-step", "3")  # from the middle of that run
     assert losses(res) == {k: v for k, v in losses(full).items() if k > 3}
 
 

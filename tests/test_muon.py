@@ -128,9 +128,8 @@ def test_training_layouts_match_tp1(reference, tmp_path, nproc, layout):
 def test_resume_is_exact(tmp_path):
     full, resumed, ck = tmp_path / "full.jsonl", tmp_path / "resumed.jsonl", str(tmp_path / "ck")
     common = [*ARGS, "--num-layers", "2", "--train-iters", "6", "--tensor-model-parallel-size", "2"]
-    torchrun(2, [*common, "--metrics-file", str(full)])
-    torchrun(2, [*common, "--save", ck, "--exit-interval", "3"])
-    torchrun(2, [*common, "--load", ck, "--save", ck, "--metrics-file", str(resumed)])
+    torchrun(2, [*common, "--save", ck, "--save-interval", "3", "--metrics-file", str(full)])
+    torchrun(2, [*common, "--load", ck, "--ckpt-step", "3", "--metrics-file", str(resumed)])  # from the middle
     after = losses(resumed)
     assert sorted(after) == [4, 5, 6]
     assert after == {k: v for k, v in losses(full).items() if k > 3}  # bit-exact
