@@ -12,7 +12,7 @@ import torch
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 
 from megatron_grow import checkpointing, flops
-from megatron_grow.models import build_model
+from megatron_grow.models import architecture, build_model
 from megatron_grow.optim import Optimizer, build_scheduler
 
 SPIKE_WINDOW = 20  # --loss-spike-factor compares a loss with the mean of this many last applied steps
@@ -59,7 +59,7 @@ def build_state(cfg, device: torch.device) -> State:
 def common_state(cfg, state: State) -> dict:
     return {"consumed_samples": state.consumed_samples, "ledger": dict(state.ledger),
             "skipped_steps": state.skipped_steps, "layout": cfg.layout,
-            "num_layers": cfg.num_layers, "family": cfg.model,
+            "num_layers": cfg.num_layers, "family": cfg.model, "architecture": architecture(cfg),
             "config": {k: v for k, v in dataclasses.asdict(cfg).items()
                        if isinstance(v, (int, float, str, bool, type(None)))}}
 

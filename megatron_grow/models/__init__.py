@@ -15,6 +15,41 @@ from megatron_grow.models.llama3 import LLAMA3
 FAMILIES = {"gpt2": GPT2, "llama3": LLAMA3, "deepseek-v3": DEEPSEEK_V3}
 
 
+def activation_func(name: str):
+    import functools
+
+    import torch.nn.functional as F
+
+    return {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": functools.partial(F.gelu, approximate="tanh")}[name]
+
+
+def architecture(cfg) -> dict:
+    """Every constant that, with the weights, defines the function a checkpoint computes: the family's
+    fixed choices and the run's shapes. Saved in each checkpoint (``architecture`` in its common state),
+    so that tools such as export_hf need no knowledge of this code's families."""
+    fam = FAMILIES[cfg.model]
+    arch = {
+        "family": cfg.model, "num_layers": cfg.num_layers, "hidden_size": cfg.hidden_size,
+        "ffn_hidden_size": cfg.ffn_hidden_size, "num_attention_heads": cfg.num_attention_heads,
+        "num_query_groups": cfg.num_query_groups or cfg.num_attention_heads,
+        "kv_channels": cfg.kv_channels or cfg.hidden_size // cfg.num_attention_heads,
+        "vocab_size": cfg.vocab_size, "padded_vocab_size": padded_vocab_size(cfg.vocab_size),
+        "max_position_embeddings": cfg.max_position_embeddings or cfg.seq_length,
+        "normalization": fam["normalization"], "norm_epsilon": fam["norm_epsilon"], "activation": fam["activation"],
+        "gated_linear_unit": fam["gated_linear_unit"], "add_bias_linear": fam["add_bias_linear"],
+        "position_embedding_type": fam["position_embedding_type"], "tied_embeddings": fam["tied_embeddings"],
+        "rotary_base": fam.get("rotary_base"), "rotary_percent": 1.0, "rotary_interleaved": False,
+        "softmax_scale": None,  # 1/sqrt(head dim)
+    }
+    if fam.get("moe"):
+        arch.update({k: getattr(cfg, k) for k in (
+            "q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim", "num_experts",
+            "moe_router_topk", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size", "moe_first_dense_layers",
+            "moe_layer_freq", "moe_router_score_function", "moe_router_enable_expert_bias")},
+            multi_latent_attention=True, qk_layernorm=True, moe_router_dtype="fp32")
+    return arch
+
+
 def preset(family: str, name: str) -> dict:
     return dict(FAMILIES[family]["presets"][name])
 
@@ -63,7 +98,7 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
         normalization=fam["normalization"],
         layernorm_epsilon=fam["norm_epsilon"],
         gated_linear_unit=fam["gated_linear_unit"],
-        activation_func=fam["activation_func"],
+        activation_func=activation_func(fam["activation"]),
         add_bias_linear=fam["add_bias_linear"],
         hidden_dropout=cfg.hidden_dropout,
         attention_dropout=cfg.attention_dropout,

@@ -7,13 +7,11 @@ layer i is dense when i < moe_first_dense_layers or i is off the --moe-layer-fre
 so a model of any depth (and a grown one) has the same pattern from the bottom up.
 """
 
-import torch.nn.functional as F
-
 DEEPSEEK_V3 = dict(
     normalization="RMSNorm",
     norm_epsilon=1e-6,
     gated_linear_unit=True,
-    activation_func=F.silu,
+    activation="silu",
     add_bias_linear=False,
     position_embedding_type="rope",
     rotary_base=10000,

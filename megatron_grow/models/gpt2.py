@@ -1,12 +1,10 @@
-"""GPT2: learned absolute positions, LayerNorm, GeLU MLP with biases, tied embedding/head."""
-
-import torch.nn.functional as F
+"""GPT2: learned absolute positions, LayerNorm, GeLU MLP (tanh approximation) with biases, tied embedding/head."""
 
 GPT2 = dict(
     normalization="LayerNorm",
     norm_epsilon=1e-5,
     gated_linear_unit=False,
-    activation_func=F.gelu,
+    activation="gelu_tanh",  # OpenAI's tanh approximation (HF "gelu_new"), as GPT-2 was trained
     add_bias_linear=True,
     position_embedding_type="learned_absolute",
     tied_embeddings=True,

@@ -1,12 +1,10 @@
 """LLaMA3: RMSNorm, SwiGLU, RoPE (base 500000), grouped-query attention, untied head, no biases."""
 
-import torch.nn.functional as F
-
 LLAMA3 = dict(
     normalization="RMSNorm",
     norm_epsilon=1e-5,
     gated_linear_unit=True,
-    activation_func=F.silu,
+    activation="silu",
     add_bias_linear=False,
     position_embedding_type="rope",
     rotary_base=500000,

@@ -1,0 +1,191 @@
+"""HuggingFace transformers <-> our checkpoints: the names and layouts of each family's weights.
+
+A checkpoint holds every weight as one global tensor (ShardedTensors keyed per layer), so it reads
+without a process group into full tensors, whatever TP/PP/EP layout saved it. Two layouts differ from
+HF's: the fused QKV projection is grouped per KV group ([q heads of group g; k_g; v_g] for each g), and
+the gated MLP's first projection is [gate; up]. GPT-2's HF modules are Conv1D (weights transposed).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+SUPPORTED = ("llama3", "gpt2")
+
+
+class ExportError(Exception):
+    """A checkpoint this module cannot convert; the message says why and what would work."""
+
+
+def read_weights(path: str) -> dict[str, torch.Tensor]:
+    """The model weights of checkpoint directory ``path`` (one iteration), as full tensors; no process group."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    reader = dcp.FileSystemReader(path)
+    meta = reader.read_metadata().state_dict_metadata
+    sd = {k: torch.empty(m.size, dtype=m.properties.dtype) for k, m in meta.items()
+          if isinstance(m, TensorStorageMetadata) and not k.startswith(("optimizer.", "rng_state"))}
+    with warnings.catch_warnings():  # "torch.distributed is disabled ... assuming ... a single process": yes
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(sd, storage_reader=reader, no_dist=True)
+    return sd
+
+
+def _qkv_split(w: torch.Tensor, arch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Megatron's fused QKV weight or bias (rows grouped per KV group) -> HF's q, k, v."""
+    g, d = arch["num_query_groups"], arch["kv_channels"]
+    per = arch["num_attention_heads"] // g
+    x = w.reshape(g, (per + 2) * d, *w.shape[1:])
+    q, k, v = x.split([per * d, d, d], dim=1)
+    return (t.reshape(-1, *w.shape[1:]).clone() for t in (q, k, v))  # (own storage: safetensors refuses shared)
+
+
+def _llama3(sd: dict, arch: dict) -> dict[str, torch.Tensor]:
+    V = arch["vocab_size"]
+    out = {"model.embed_tokens.weight": sd["embedding.word_embeddings.weight"][:V],
+           "model.norm.weight": sd["decoder.final_layernorm.weight"]}
+    if not arch["tied_embeddings"]:
+        out["lm_head.weight"] = sd["output_layer.weight"][:V]
+    for i in range(arch["num_layers"]):
+        m, h = f"decoder.layers.{i}.", f"model.layers.{i}."
+        q, k, v = _qkv_split(sd[m + "self_attention.linear_qkv.weight"], arch)
+        gate, up = (t.clone() for t in sd[m + "mlp.linear_fc1.weight"].chunk(2))
+        out.update({
+            h + "input_layernorm.weight": sd[m + "self_attention.linear_qkv.layer_norm_weight"],
+            h + "self_attn.q_proj.weight": q, h + "self_attn.k_proj.weight": k, h + "self_attn.v_proj.weight": v,
+            h + "self_attn.o_proj.weight": sd[m + "self_attention.linear_proj.weight"],
+            h + "post_attention_layernorm.weight": sd[m + "mlp.linear_fc1.layer_norm_weight"],
+            h + "mlp.gate_proj.weight": gate, h + "mlp.up_proj.weight": up,
+            h + "mlp.down_proj.weight": sd[m + "mlp.linear_fc2.weight"]})
+    return out
+
+
+def _gpt2(sd: dict, arch: dict) -> dict[str, torch.Tensor]:
+    V = arch["vocab_size"]
+    out = {"transformer.wte.weight": sd["embedding.word_embeddings.weight"][:V],
+           "transformer.wpe.weight": sd["embedding.position_embeddings.weight"],
+           "transformer.ln_f.weight": sd["decoder.final_layernorm.weight"],
+           "transformer.ln_f.bias": sd["decoder.final_layernorm.bias"]}
+    for i in range(arch["num_layers"]):
+        m, h = f"decoder.layers.{i}.", f"transformer.h.{i}."
+        qkv_w = torch.cat(list(_qkv_split(sd[m + "self_attention.linear_qkv.weight"], arch)))
+        qkv_b = torch.cat(list(_qkv_split(sd[m + "self_attention.linear_qkv.bias"], arch)))
+        out.update({
+            h + "ln_1.weight": sd[m + "self_attention.linear_qkv.layer_norm_weight"],
+            h + "ln_1.bias": sd[m + "self_attention.linear_qkv.layer_norm_bias"],
+            h + "attn.c_attn.weight": qkv_w.t(), h + "attn.c_attn.bias": qkv_b,  # Conv1D: [in, out]
+            h + "attn.c_proj.weight": sd[m + "self_attention.linear_proj.weight"].t(),
+            h + "attn.c_proj.bias": sd[m + "self_attention.linear_proj.bias"],
+            h + "ln_2.weight": sd[m + "mlp.linear_fc1.layer_norm_weight"],
+            h + "ln_2.bias": sd[m + "mlp.linear_fc1.layer_norm_bias"],
+            h + "mlp.c_fc.weight": sd[m + "mlp.linear_fc1.weight"].t(),
+            h + "mlp.c_fc.bias": sd[m + "mlp.linear_fc1.bias"],
+            h + "mlp.c_proj.weight": sd[m + "mlp.linear_fc2.weight"].t(),
+            h + "mlp.c_proj.bias": sd[m + "mlp.linear_fc2.bias"]})
+    return out
+
+
+def hf_config(arch: dict):
+    """The transformers config of an architecture (see models.architecture)."""
+    from transformers import GPT2Config, LlamaConfig
+
+    common = dict(vocab_size=arch["vocab_size"], tie_word_embeddings=arch["tied_embeddings"],
+                  dtype="float32", bos_token_id=None, eos_token_id=None)
+    if arch["family"] == "llama3":
+        return LlamaConfig(
+            hidden_size=arch["hidden_size"], intermediate_size=arch["ffn_hidden_size"],
+            num_hidden_layers=arch["num_layers"], num_attention_heads=arch["num_attention_heads"],
+            num_key_value_heads=arch["num_query_groups"], head_dim=arch["kv_channels"], hidden_act=arch["activation"],
+            rms_norm_eps=arch["norm_epsilon"], rope_theta=float(arch["rotary_base"]),
+            max_position_embeddings=arch["max_position_embeddings"], attention_bias=False, mlp_bias=False, **common)
+    return GPT2Config(
+        n_embd=arch["hidden_size"], n_inner=arch["ffn_hidden_size"], n_layer=arch["num_layers"],
+        n_head=arch["num_attention_heads"], n_positions=arch["max_position_embeddings"],
+        activation_function={"gelu_tanh": "gelu_new", "gelu": "gelu"}[arch["activation"]],
+        layer_norm_epsilon=arch["norm_epsilon"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common)
+
+
+def hf_tokenizer(model_path: str):
+    """Our SentencePiece BPE ``.model`` (data/tokenizer.py trains them) as a transformers fast tokenizer
+    that gives the same ids: the pieces and merges in a byte-fallback BPE, spaces as U+2581 with one
+    prepended, as SentencePiece does with its identity normalizer."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import SentencePieceExtractor
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(model_path, "rb") as f:
+        proto.ParseFromString(f.read())
+    norm, trainer = proto.normalizer_spec, proto.trainer_spec
+    unlike = [what for what, bad in [
+        ("not a BPE model", trainer.model_type != trainer.BPE), ("no byte fallback", not trainer.byte_fallback),
+        (f"normalizer {norm.name!r}, not 'identity'", norm.name != "identity"),
+        ("extra whitespace removed", norm.remove_extra_whitespaces), ("no dummy prefix", not norm.add_dummy_prefix),
+        ("pieces across whitespace", not trainer.split_by_whitespace)] if bad]
+    if unlike:
+        raise ExportError(f"tokenizer {model_path}: no HF conversion for this kind of SentencePiece model "
+                          f"({', '.join(unlike)}); export without it (--no-tokenizer) and convert it yourself")
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    pieces = SentencePieceExtractor(model_path).extract(models.BPE)
+    unk = sp.id_to_piece(sp.unk_id())
+    tk = Tokenizer(models.BPE(vocab=pieces["vocab"], merges=pieces["merges"], unk_token=unk, byte_fallback=True,
+                              fuse_unk=True))
+    tk.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tk.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                    decoders.Strip(" ", 1, 0)])
+    special = {name: sp.id_to_piece(i) for name, i in
+               [("bos_token", sp.bos_id()), ("eos_token", sp.eos_id()), ("unk_token", sp.unk_id()),
+                ("pad_token", sp.pad_id())] if i >= 0}
+    return PreTrainedTokenizerFast(tokenizer_object=tk, **special)
+
+
+def export_problems(common: dict) -> list[str]:
+    arch, cfg = common.get("architecture"), common.get("config", {})
+    if arch is None:
+        return ["it was saved before checkpoints recorded their architecture (2026-12-02): load it with "
+                "the current trainer and save it again (e.g. --load CKPT --save NEW --train-iters N+1)"]
+    P = []
+    if arch["family"] not in SUPPORTED:
+        P.append(f"the {arch['family']} family has no export yet (supported: {', '.join(SUPPORTED)})")
+    if cfg.get("mup"):
+        P.append("it was trained with --mup, whose forward multipliers have no place in the HF model classes")
+    if arch["rotary_percent"] != 1.0 or arch["rotary_interleaved"] or arch["softmax_scale"] is not None:
+        P.append("its RoPE or attention scale is not the HF class's")
+    if arch["family"] == "gpt2" and arch["num_query_groups"] != arch["num_attention_heads"]:
+        P.append("GPT-2 in HF has no grouped-query attention")
+    return P
+
+
+def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
+    """Write checkpoint iteration directory ``path`` as a HF model directory ``out``: model.safetensors,
+    config.json and, from SentencePiece ``tokenizer_model``, the tokenizer files. Returns the architecture.
+    Everything is checked before anything is written."""
+    from safetensors.torch import save_file
+
+    from megatron_grow import checkpointing
+
+    common = checkpointing.read_common(path)
+    problems = export_problems(common)
+    if problems:
+        raise ExportError(f"cannot export {path}: " + "; ".join(problems))
+    arch = common["architecture"]
+    tok = hf_tokenizer(tokenizer_model) if tokenizer_model else None
+    if tok is not None and len(tok) > arch["vocab_size"]:
+        raise ExportError(f"tokenizer {tokenizer_model} has {len(tok)} tokens, the model {arch['vocab_size']}")
+    config = hf_config(arch)
+    config.architectures = [{"llama3": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}[arch["family"]]]
+    weights = {"llama3": _llama3, "gpt2": _gpt2}[arch["family"]](read_weights(path), arch)
+    os.makedirs(out, exist_ok=True)
+    if tok is not None:
+        tok.save_pretrained(out)
+        config.bos_token_id, config.eos_token_id = tok.bos_token_id, tok.eos_token_id
+    save_file({k: v.contiguous() for k, v in weights.items()}, os.path.join(out, "model.safetensors"),
+              metadata={"format": "pt"})
+    config.save_pretrained(out)
+    return arch

@@ -1,0 +1,65 @@
+"""Export a checkpoint as a HuggingFace transformers model directory.
+
+    python tools/export_hf.py --load runs/x/ckpt --out runs/x/hf [--ckpt-step N] [--tokenizer-model M | --no-tokenizer]
+
+LLaMA3 -> LlamaForCausalLM, GPT2 -> GPT2LMHeadModel (transformers' own classes): model.safetensors
+(fp32) and config.json, plus the SentencePiece tokenizer the run trained with as a HF fast tokenizer
+(tokenizer.json, tokenizer_config.json). Reads a checkpoint of any TP/PP layout in one process, without
+a process group; every architecture constant comes from the checkpoint itself. Then:
+
+    AutoModelForCausalLM.from_pretrained("runs/x/hf"); AutoTokenizer.from_pretrained("runs/x/hf")
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--load", required=True, help="checkpoint directory (a --save of the trainer)")
+    p.add_argument("--out", required=True, help="HF model directory to write; must not exist yet")
+    p.add_argument("--ckpt-step", type=int, help="iteration to export (default: the latest)")
+    p.add_argument("--tokenizer-model", help="SentencePiece .model (default: the one the run trained with)")
+    p.add_argument("--no-tokenizer", action="store_true", help="write the model only")
+    args = p.parse_args(argv)
+
+    from megatron_grow.train import _quiet
+
+    _quiet()
+    from megatron_grow import checkpointing, hf
+
+    def fail(msg):
+        sys.exit(f"error: {msg}")
+
+    if os.path.exists(args.out):
+        fail(f"--out {args.out} exists; choose a new directory (nothing is overwritten)")
+    its = checkpointing.iterations(args.load)
+    if not its:
+        fail(checkpointing.no_checkpoint(args.load))
+    it = its[-1] if args.ckpt_step is None else args.ckpt_step
+    if it not in its:
+        fail(f"--ckpt-step {it}: no complete checkpoint of that iteration in {args.load} (complete ones: "
+             f"{', '.join(map(str, its))})")
+    path = checkpointing.iter_dir(args.load, it)
+    damage = checkpointing.verify_checksums(path)
+    if damage:
+        fail(f"the checkpoint of iteration {it} is damaged: {damage}; export another with --ckpt-step N")
+    tokenizer = None
+    if not args.no_tokenizer:
+        tokenizer = args.tokenizer_model or checkpointing.read_common(path).get("config", {}).get("tokenizer_model")
+        if tokenizer and not os.path.isfile(tokenizer):
+            fail(f"the tokenizer {tokenizer} {'given' if args.tokenizer_model else 'the run trained with'} is "
+                 "not there: pass --tokenizer-model PATH or --no-tokenizer")
+    try:
+        arch = hf.export(path, args.out, tokenizer)
+    except hf.ExportError as e:
+        fail(e)
+    print(f"exported {path} ({arch['family']}, {arch['num_layers']} layers) to {args.out}"
+          + ("" if tokenizer else " without a tokenizer (the run had none: mock data)"))
+
+
+if __name__ == "__main__":
+    main()
