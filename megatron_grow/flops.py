@@ -118,3 +118,25 @@ def add(total: dict, per_iter: dict, tokens: int, seconds: float) -> None:
         total["cum_" + k] += per_iter.get(k, 0)
     total["cum_tokens"] += tokens
     total["train_seconds"] += seconds
+
+
+# Dense peak matmul throughput per GPU, FLOP/s (SXM parts; NVIDIA's datasheets, without sparsity).
+# "tf32" is what fp32 training gets when matmuls run in TF32 (torch.backends.cuda.matmul.allow_tf32).
+PEAK_FLOPS = {
+    "A100": {"bf16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+    "H100": {"bf16": 989e12, "fp8": 1979e12, "tf32": 495e12, "fp32": 67e12},
+    "H200": {"bf16": 989e12, "fp8": 1979e12, "tf32": 495e12, "fp32": 67e12},
+}
+
+
+def peak_flops(device_name: str, precision: str) -> float | None:
+    """Peak FLOP/s of one GPU named ``device_name`` (torch.cuda.get_device_name) at ``precision``;
+    None for a GPU or precision not in PEAK_FLOPS (and for CPUs)."""
+    gpu = next((g for g in PEAK_FLOPS if g in device_name.upper()), None)
+    return PEAK_FLOPS[gpu].get(precision) if gpu else None
+
+
+def mfu(flops_per_iter: float, seconds: float, devices: int, peak: float) -> float:
+    """Model FLOPs utilisation: the exact model FLOPs of one iteration (``ledger()["flops"]``) over
+    what ``devices`` GPUs at ``peak`` FLOP/s each could do in the iteration's ``seconds``."""
+    return flops_per_iter / (seconds * devices * peak)

@@ -10,7 +10,12 @@ import sys
 
 def strict(record: dict) -> dict:
     """Non-finite floats as null: every metrics line stays strict JSON (a NaN loss is logged, not hidden)."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    def finite(v):
+        if isinstance(v, list):
+            return [finite(x) for x in v]
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return {k: finite(v) for k, v in record.items()}
 
 
 class Monitor:
@@ -44,7 +49,12 @@ class Monitor:
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "iter":
                     self.tb.add_scalar(k, v, record["iter"])
         if record.get("lm_loss") is not None and self.bar is not None:
-            self.bar.set_postfix(loss=f"{record['lm_loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}",
+            gpu = {}
+            if record.get("gpu_mem_used_gib"):
+                gpu["mem_gib"] = f"{max(record['gpu_mem_used_gib']):.1f}/{max(record['gpu_mem_total_gib']):.0f}"
+            if record.get("mfu") is not None:
+                gpu["mfu"] = f"{record['mfu']:.1%}"
+            self.bar.set_postfix(loss=f"{record['lm_loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}", **gpu,
                                  refresh=False)
 
     def advance(self, n: int = 1) -> None:

@@ -24,6 +24,7 @@ from megatron_grow.lifetime import die_with_parent
 from megatron_grow.monitor import Monitor
 from megatron_grow.platform import collective_device
 from megatron_grow.runstate import State, common_state
+from megatron_grow.telemetry import GpuTelemetry
 
 
 class Stopped(RuntimeError):
@@ -193,6 +194,7 @@ class Trainer:
 
         self.cfg, self.state, self.data, self.device = cfg, state, data, device
         self.mon = Monitor(cfg, dist.get_rank(), state.iteration)
+        self.gpus = GpuTelemetry(device, cfg.bf16)
         self.tau = grow_iteration(cfg)
         self.result = Result(cfg, state)
         self.saved = state.iteration  # the iteration of the latest checkpoint this run wrote (or loaded)
@@ -284,6 +286,7 @@ class Trainer:
         if state.iteration % cfg.log_interval and state.iteration != cfg.train_iters:
             return
         moe = {"expert_load": state.expert_load.collect()} if state.expert_load is not None else {}
+        gpus = self.gpus.record(self.flops_per_iter["flops"], dt)
         new_lr = state.optimizer.last_new_layer_lr
         self.mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
                       "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
@@ -292,7 +295,7 @@ class Trainer:
                       "tokens": self.tokens_per_iter, **self.flops_per_iter, "step_time_s": dt,
                       "tokens_per_s": self.tokens_per_iter / dt, **state.ledger, **moe,
                       **({"lr_new_layers": new_lr} if new_lr is not None else {}),
-                      **({"skipped": skipped} if skipped else {}), "skipped_steps": state.skipped_steps})
+                      **({"skipped": skipped} if skipped else {}), "skipped_steps": state.skipped_steps, **gpus})
 
     def stop_if_diverged(self, skipped: str | None) -> None:
         cfg, state = self.cfg, self.state

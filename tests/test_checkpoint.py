@@ -24,6 +24,7 @@ def test_resume_is_exact(tmp_path):
     assert sorted(after) == [5, 6, 7, 8]
     ref = {k: v for k, v in losses(full).items() if k > 4}
     assert after == ref, (after, ref)  # bit-exact: same data, same state, same order
+    assert not any(k.startswith("gpu_") or k == "mfu" for r in read_metrics(full) for k in r)  # none on CPU
     vals = [r["val_loss"] for r in read_metrics(resumed) if "val_loss" in r]
     assert vals == [r["val_loss"] for r in read_metrics(full) if "val_loss" in r and r["iter"] > 4]
 

@@ -99,3 +99,33 @@ def test_ledger_accumulates():
     flops.add(total, flops.ledger(cfg, 5), 5, 0.5)
     assert total["cum_flops"] == flops.train_flops(cfg, 10) and total["cum_tokens"] == 10
     assert total["train_seconds"] == 3.0
+
+
+def test_mfu_arithmetic_and_peaks():
+    """MFU = exact model FLOPs of an iteration / (seconds x GPUs x peak). By hand: LLaMA3-8B on 4M tokens
+    (1024 x 4096) is 3 x 2 x (matmul weights + attention term) FLOPs per token; in 10 s on 128 H100s
+    at 989 TFLOP/s bf16 that is 0.1705 of peak. Unknown GPUs, precisions and CPUs have no peak."""
+    from megatron_grow.flops import mfu, peak_flops
+
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989e12 and peak_flops("NVIDIA H200", "fp8") == 1979e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB", "fp8") is None and peak_flops("cpu", "bf16") is None
+    cfg = cfg_for(preset="8b")
+    tokens = 1024 * 4096
+    h, ffn, L, V, s = 4096, 14336, 32, padded_vocab_size(128256), 4096
+    weights = L * (h * (4096 + 2 * 8 * 128) + h * h + 3 * h * ffn) + V * h  # qkv, proj, gated MLP; the head
+    attn = L * 2 * 32 * 128 * s  # Q K^T and A V, causal half, per token
+    by_hand = 3 * 2 * (weights + attn) * tokens
+    assert flops.ledger(cfg, tokens)["flops"] == by_hand
+    assert mfu(by_hand, 10.0, 128, 989e12) == pytest.approx(by_hand / (10 * 128 * 989e12), rel=1e-12)
+    assert mfu(by_hand, 10.0, 128, 989e12) == pytest.approx(0.1705, abs=1e-4)
+
+
+def test_metrics_lines_stay_strict_json_with_gpu_lists():
+    """A GPU field NVML cannot read is NaN in its per-rank list; the metrics line writes it as null."""
+    import json
+
+    from megatron_grow.monitor import strict
+
+    line = json.dumps(strict({"gpu_power_w": [301.5, float("nan")], "lm_loss": float("inf"), "mfu": 0.4}),
+                      allow_nan=False)
+    assert json.loads(line) == {"gpu_power_w": [301.5, None], "lm_loss": None, "mfu": 0.4}
