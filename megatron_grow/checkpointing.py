@@ -383,7 +383,8 @@ def intact_iteration(cfg, it: int) -> int:
 
 SHAPE_FLAGS = ("hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",
                "vocab_size", "q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim",
-               "num_experts", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size", "moe_first_dense_layers")
+               "num_experts", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size", "moe_first_dense_layers",
+               "untie_embeddings_and_output_weights")
 
 
 def shape_problems(cfg, common: dict, it: int) -> None:

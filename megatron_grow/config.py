@@ -27,6 +27,8 @@ class RunConfig:
     num_attention_heads: int | None = None
     num_query_groups: int | None = None
     kv_channels: int | None = None
+    # None: the family's (untied for llama3 and deepseek-v3, tied for gpt2); presets may set it
+    untie_embeddings_and_output_weights: bool | None = None
     # deepseek-v3 only (its presets fill them): multi-latent attention ...
     q_lora_rank: int | None = None  # 0: no query compression (a plain q projection)
     kv_lora_rank: int | None = None
@@ -269,6 +271,8 @@ def apply_preset(cfg: RunConfig) -> list[str]:
     for k, v in presets[cfg.preset].items():
         if getattr(cfg, k) is None:
             setattr(cfg, k, v)
+    if cfg.untie_embeddings_and_output_weights is None:
+        cfg.untie_embeddings_and_output_weights = not FAMILIES[cfg.model]["tied_embeddings"]
     if cfg.num_query_groups is None:
         cfg.num_query_groups = cfg.num_attention_heads
     if cfg.max_position_embeddings is None:

@@ -24,7 +24,7 @@ and grown runs continue it.
 
 from __future__ import annotations
 
-from megatron_grow.models import FAMILIES, layer_kinds, padded_vocab_size
+from megatron_grow.models import FAMILIES, layer_kinds, padded_vocab_size, tied_embeddings
 
 CONVENTIONS = ("flops", "flops_6n", "flops_6n_nonemb")
 
@@ -79,7 +79,7 @@ def param_count(cfg, embeddings: bool = True, active: bool = False) -> int:
     total = sum(per_layer + layer_matmul_params(cfg, k, active) for k in layer_kinds(cfg, cfg.num_layers)) + norm
     if embeddings:
         V = padded_vocab_size(cfg.vocab_size)
-        total += V * h * (1 if fam["tied_embeddings"] else 2)
+        total += V * h * (1 if tied_embeddings(cfg) else 2)
         if fam["position_embedding_type"] == "learned_absolute":
             total += cfg.max_position_embeddings * h
     return total

@@ -129,3 +129,11 @@ def test_metrics_lines_stay_strict_json_with_gpu_lists():
     line = json.dumps(strict({"gpu_power_w": [301.5, float("nan")], "lm_loss": float("inf"), "mfu": 0.4}),
                       allow_nan=False)
     assert json.loads(line) == {"gpu_power_w": [301.5, None], "lm_loss": None, "mfu": 0.4}
+
+
+def test_llama3_1b_preset_is_llama_3_2_1b():
+    """The 1b preset ties its head as Llama-3.2-1B does: 1,235,814,400 parameters, its published count;
+    --untie-embeddings-and-output-weights adds the 128256 x 2048 head."""
+    assert flops.param_count(cfg_for(preset="1b")) == 1_235_814_400
+    untied = cfg_for(preset="1b", untie_embeddings_and_output_weights=True)
+    assert flops.param_count(untied) == 1_235_814_400 + 128256 * 2048

@@ -15,6 +15,12 @@ from megatron_grow.models.llama3 import LLAMA3
 FAMILIES = {"gpt2": GPT2, "llama3": LLAMA3, "deepseek-v3": DEEPSEEK_V3}
 
 
+def tied_embeddings(cfg) -> bool:
+    """Whether the LM head shares the embedding's weight: --untie-embeddings-and-output-weights, else the family's."""
+    untie = _field(cfg, "untie_embeddings_and_output_weights")
+    return FAMILIES[_field(cfg, "model")]["tied_embeddings"] if untie is None else not untie
+
+
 def activation_func(name: str):
     import functools
 
@@ -37,7 +43,7 @@ def architecture(cfg) -> dict:
         "max_position_embeddings": cfg.max_position_embeddings or cfg.seq_length,
         "normalization": fam["normalization"], "norm_epsilon": fam["norm_epsilon"], "activation": fam["activation"],
         "gated_linear_unit": fam["gated_linear_unit"], "add_bias_linear": fam["add_bias_linear"],
-        "position_embedding_type": fam["position_embedding_type"], "tied_embeddings": fam["tied_embeddings"],
+        "position_embedding_type": fam["position_embedding_type"], "tied_embeddings": tied_embeddings(cfg),
         "rotary_base": fam.get("rotary_base"), "rotary_percent": 1.0, "rotary_interleaved": False,
         "softmax_scale": None,  # 1/sqrt(head dim)
     }
@@ -222,7 +228,7 @@ def build_model(cfg, tp: int, pp: int, device: torch.device):
         max_sequence_length=cfg.max_position_embeddings or cfg.seq_length,
         pre_process=ps.is_pipeline_first_stage(),
         post_process=ps.is_pipeline_last_stage(),
-        share_embeddings_and_output_weights=fam["tied_embeddings"],
+        share_embeddings_and_output_weights=tied_embeddings(cfg),
         position_embedding_type=fam["position_embedding_type"],
         rotary_base=fam.get("rotary_base", 10000),
         parallel_output=True,

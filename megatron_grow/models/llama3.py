@@ -13,8 +13,9 @@ LLAMA3 = dict(
         # 2 layers, width 128, 4 heads in 2 KV groups: trains in seconds on a CPU.
         "tiny": dict(num_layers=2, hidden_size=128, ffn_hidden_size=384, num_attention_heads=4,
                      num_query_groups=2, seq_length=128, vocab_size=128256),
+        # Llama-3.2-1B: its embedding and head are tied
         "1b": dict(num_layers=16, hidden_size=2048, ffn_hidden_size=8192, num_attention_heads=32,
-                   num_query_groups=8, seq_length=8192, vocab_size=128256),
+                   num_query_groups=8, seq_length=8192, vocab_size=128256, untie_embeddings_and_output_weights=False),
         "8b": dict(num_layers=32, hidden_size=4096, ffn_hidden_size=14336, num_attention_heads=32,
                    num_query_groups=8, seq_length=8192, vocab_size=128256),
     },
