@@ -43,6 +43,9 @@ class RunConfig:
     moe_first_dense_layers: int | None = None
     moe_layer_freq: int = 1  # after the first dense layers, every N-th layer is MoE
     moe_router_score_function: str = "sigmoid"
+    moe_router_topk_scaling_factor: float | None = None  # routed experts' weights x this (DeepSeek-V3: 2.5)
+    moe_router_num_groups: int | None = None  # group-limited routing: experts in this many equal groups ...
+    moe_router_group_topk: int | None = None  # ... of which each token's top-k come from this many
     moe_router_load_balancing_type: str = "seq_aux_loss"
     moe_aux_loss_coeff: float = 1e-4
     moe_router_enable_expert_bias: bool = True  # aux-loss-free balancing (DeepSeekV3)
@@ -544,10 +547,30 @@ def _moe_problems(cfg: RunConfig) -> list[str]:
                  f"(MoE with tensor parallelism splits the sequence over TP ranks)")
     if (cfg.moe_first_dense_layers or 0) < 0 or cfg.moe_layer_freq < 1:
         P.append("--moe-first-dense-layers must be >= 0 and --moe-layer-freq >= 1")
+    P += _group_routing_problems(cfg)
+    if cfg.moe_router_topk_scaling_factor is not None and not cfg.moe_router_topk_scaling_factor > 0:
+        P.append(f"--moe-router-topk-scaling-factor must be > 0 (got {cfg.moe_router_topk_scaling_factor})")
     if cfg.moe_router_enable_expert_bias and cfg.moe_router_score_function != "sigmoid":
         P.append("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid "
                  "(or --no-moe-router-enable-expert-bias)")
     return P
+
+
+def _group_routing_problems(cfg: RunConfig) -> list[str]:
+    """Group-limited routing (DeepSeek-V3's node-limited routing): groups are ranked by the sum of their
+    top (topk / group-topk) scores, so group-topk must divide into topk, and the chosen groups must hold
+    topk experts."""
+    G, g, k, E = cfg.moe_router_num_groups, cfg.moe_router_group_topk, cfg.moe_router_topk, cfg.num_experts
+    if G is None and g is None:
+        return []
+    if G is None or g is None:
+        return ["--moe-router-num-groups and --moe-router-group-topk go together (group-limited routing)"]
+    if not (G >= 1 and E % G == 0):
+        return [f"--moe-router-num-groups {G} must divide --num-experts {E}"]
+    if not (1 <= g <= G and k % g == 0 and g * (E // G) >= k):
+        return [f"--moe-router-group-topk {g} must lie in 1..--moe-router-num-groups {G}, divide --moe-router-topk "
+                f"{k}, and its groups must hold {k} experts (each group has {E // G})"]
+    return []
 
 
 def ns_coefficients(cfg: RunConfig) -> tuple[float, float, float]:

@@ -51,7 +51,8 @@ def architecture(cfg) -> dict:
         arch.update({k: getattr(cfg, k) for k in (
             "q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim", "num_experts",
             "moe_router_topk", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size", "moe_first_dense_layers",
-            "moe_layer_freq", "moe_router_score_function", "moe_router_enable_expert_bias")},
+            "moe_layer_freq", "moe_router_score_function", "moe_router_enable_expert_bias",
+            "moe_router_topk_scaling_factor", "moe_router_num_groups", "moe_router_group_topk")},
             multi_latent_attention=True, qk_layernorm=True, moe_router_dtype="fp32")
     return arch
 
@@ -152,6 +153,8 @@ def _mla_moe_kwargs(cfg, tp: int) -> dict:
         moe_shared_expert_intermediate_size=cfg.moe_shared_expert_intermediate_size or None,
         moe_layer_freq=moe_layer_pattern(cfg.num_layers, cfg.moe_first_dense_layers or 0, cfg.moe_layer_freq),
         moe_router_score_function=cfg.moe_router_score_function,
+        moe_router_topk_scaling_factor=cfg.moe_router_topk_scaling_factor,
+        moe_router_num_groups=cfg.moe_router_num_groups, moe_router_group_topk=cfg.moe_router_group_topk,
         moe_router_load_balancing_type=cfg.moe_router_load_balancing_type,
         moe_aux_loss_coeff=cfg.moe_aux_loss_coeff if cfg.moe_router_load_balancing_type != "none" else 0.0,
         moe_router_enable_expert_bias=cfg.moe_router_enable_expert_bias,
