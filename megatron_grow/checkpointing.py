@@ -355,7 +355,9 @@ def resume_config(cfg, for_training: bool = True):
         raise CheckpointError(f"--load {cfg.load}: the checkpoint holds {saved} optimizer state, but this run uses "
                               f"--optimizer {cfg.optimizer}; resume with --optimizer {saved}")
     shape_problems(cfg, common, it)
-    if for_training:  # (tools that only read the weights, such as dump_logits, take any schedule flags)
+    if it == 0:  # an imported model (tools/import_hf.py): no step of its schedule was taken, the flags' applies
+        cfg = dataclasses.replace(cfg, override_opt_param_scheduler=True)
+    elif for_training:  # (tools that only read the weights, such as dump_logits, take any schedule flags)
         schedule_problems(cfg, common, it)
     return dataclasses.replace(cfg, ckpt_step=it)  # the load reads exactly the iteration checked here
 

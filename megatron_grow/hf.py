@@ -189,3 +189,133 @@ def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
               metadata={"format": "pt"})
     config.save_pretrained(out)
     return arch
+
+
+# ---- import: a HF model directory into a checkpoint -------------------------------------------------
+
+def _qkv_join(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, arch: dict) -> torch.Tensor:
+    """HF's q, k, v (weights or biases) -> megatron's fused QKV, rows grouped per KV group."""
+    g = arch["num_query_groups"]
+    return torch.cat([t.reshape(g, -1, *t.shape[1:]) for t in (q, k, v)], dim=1).reshape(-1, *q.shape[1:])
+
+
+def _pad_vocab(w: torch.Tensor, arch: dict) -> torch.Tensor:
+    """Rows for the vocabulary padding (never a token): zeros, so their logits are 0."""
+    return torch.cat([w, w.new_zeros(arch["padded_vocab_size"] - w.shape[0], *w.shape[1:])])
+
+
+def from_hf(hf: dict[str, torch.Tensor], arch: dict) -> dict[str, torch.Tensor]:
+    """HF weights -> our checkpoint keys (the inverse of the export's mapping)."""
+    out = {"embedding.word_embeddings.weight": _pad_vocab(hf.get("model.embed_tokens.weight",
+                                                                  hf.get("transformer.wte.weight")), arch)}
+    if arch["family"] == "llama3":
+        out["decoder.final_layernorm.weight"] = hf["model.norm.weight"]
+        if not arch["tied_embeddings"]:
+            out["output_layer.weight"] = _pad_vocab(hf["lm_head.weight"], arch)
+        for i in range(arch["num_layers"]):
+            m, h = f"decoder.layers.{i}.", f"model.layers.{i}."
+            a = h + "self_attn."
+            out.update({
+                m + "self_attention.linear_qkv.layer_norm_weight": hf[h + "input_layernorm.weight"],
+                m + "self_attention.linear_qkv.weight": _qkv_join(hf[a + "q_proj.weight"], hf[a + "k_proj.weight"],
+                                                                  hf[a + "v_proj.weight"], arch),
+                m + "self_attention.linear_proj.weight": hf[a + "o_proj.weight"],
+                m + "mlp.linear_fc1.layer_norm_weight": hf[h + "post_attention_layernorm.weight"],
+                m + "mlp.linear_fc1.weight": torch.cat([hf[h + "mlp.gate_proj.weight"], hf[h + "mlp.up_proj.weight"]]),
+                m + "mlp.linear_fc2.weight": hf[h + "mlp.down_proj.weight"]})
+        return out
+    out.update({"embedding.position_embeddings.weight": hf["transformer.wpe.weight"],
+                "decoder.final_layernorm.weight": hf["transformer.ln_f.weight"],
+                "decoder.final_layernorm.bias": hf["transformer.ln_f.bias"]})
+    for i in range(arch["num_layers"]):
+        m, h = f"decoder.layers.{i}.", f"transformer.h.{i}."
+        w, b = hf[h + "attn.c_attn.weight"].t(), hf[h + "attn.c_attn.bias"]  # Conv1D: [in, out]
+        out.update({
+            m + "self_attention.linear_qkv.layer_norm_weight": hf[h + "ln_1.weight"],
+            m + "self_attention.linear_qkv.layer_norm_bias": hf[h + "ln_1.bias"],
+            m + "self_attention.linear_qkv.weight": _qkv_join(*w.chunk(3), arch),
+            m + "self_attention.linear_qkv.bias": _qkv_join(*b.chunk(3), arch),
+            m + "self_attention.linear_proj.weight": hf[h + "attn.c_proj.weight"].t(),
+            m + "self_attention.linear_proj.bias": hf[h + "attn.c_proj.bias"],
+            m + "mlp.linear_fc1.layer_norm_weight": hf[h + "ln_2.weight"],
+            m + "mlp.linear_fc1.layer_norm_bias": hf[h + "ln_2.bias"],
+            m + "mlp.linear_fc1.weight": hf[h + "mlp.c_fc.weight"].t(),
+            m + "mlp.linear_fc1.bias": hf[h + "mlp.c_fc.bias"],
+            m + "mlp.linear_fc2.weight": hf[h + "mlp.c_proj.weight"].t(),
+            m + "mlp.linear_fc2.bias": hf[h + "mlp.c_proj.bias"]})
+    return out
+
+
+def flags_from_hf(c) -> tuple[list[str], list[str]]:
+    """(trainer flags, problems) for transformers config ``c``: the shapes become flags, and every
+    constant our family fixes must be the HF model's."""
+    from megatron_grow.models import FAMILIES
+
+    kind = getattr(c, "model_type", None)
+    if kind not in ("llama", "gpt2"):
+        return [], [f"model_type {kind!r}: only llama (-> llama3) and gpt2 are imported"]
+    P = []
+    if kind == "llama":
+        fam = FAMILIES["llama3"]
+        rope = (getattr(c, "rope_parameters", None) or {})
+        theta = rope.get("rope_theta", getattr(c, "rope_theta", None))
+        if rope.get("rope_type", "default") != "default":
+            P.append(f"RoPE scaling {rope.get('rope_type')!r}: ours is plain RoPE (rope_type 'default')")
+        if theta != fam["rotary_base"]:
+            P.append(f"rope_theta {theta}: llama3 here uses {fam['rotary_base']}")
+        for what, got, want in [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]),
+                                ("hidden_act", c.hidden_act, "silu"), ("attention_bias", c.attention_bias, False),
+                                ("mlp_bias", c.mlp_bias, False)]:
+            if got != want:
+                P.append(f"{what} {got!r}: llama3 here has {want!r}")
+        flags = ["--model", "llama3", "--num-layers", c.num_hidden_layers, "--hidden-size", c.hidden_size,
+                 "--ffn-hidden-size", c.intermediate_size, "--num-attention-heads", c.num_attention_heads,
+                 "--num-query-groups", c.num_key_value_heads, "--kv-channels", c.head_dim,
+                 "--vocab-size", c.vocab_size, "--max-position-embeddings", c.max_position_embeddings]
+    else:
+        fam = FAMILIES["gpt2"]
+        for what, got, want in [("layer_norm_epsilon", c.layer_norm_epsilon, fam["norm_epsilon"]),
+                                ("activation_function", c.activation_function, "gelu_new")]:
+            if got != want:
+                P.append(f"{what} {got!r}: gpt2 here has {want!r}")
+        flags = ["--model", "gpt2", "--num-layers", c.n_layer, "--hidden-size", c.n_embd,
+                 "--ffn-hidden-size", c.n_inner or 4 * c.n_embd, "--num-attention-heads", c.n_head,
+                 "--vocab-size", c.vocab_size, "--max-position-embeddings", c.n_positions]
+    tie = ("--no-" if c.tie_word_embeddings else "--") + "untie-embeddings-and-output-weights"
+    return [str(x) for x in flags] + [tie], P
+
+
+def read_hf(directory: str) -> tuple[object, dict[str, torch.Tensor]]:
+    """(config, weights) of a HF model directory (config.json and *.safetensors)."""
+    import glob
+
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
+    if not files:
+        raise ExportError(f"--hf {directory}: no *.safetensors there (save the model with safe_serialization)")
+    weights = {}
+    for f in files:
+        weights.update(load_file(f))
+    return AutoConfig.from_pretrained(directory), weights
+
+
+def load_into(model, weights: dict[str, torch.Tensor]) -> None:
+    """Copy full tensors keyed like a checkpoint into this process's model (TP1/PP1): the model's own
+    sharded state dict names each parameter's checkpoint key."""
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
+
+    from megatron_grow.checkpointing import model_sharded_state_dict
+
+    sd = model_sharded_state_dict(model)
+    left = set(weights)
+    with torch.no_grad():
+        for v in sd.values():
+            if isinstance(v, (ShardedTensor, ShardedTensorFactory)) and "_extra_state" not in v.key:
+                if v.key not in weights:
+                    raise ExportError(f"the HF model has no weight for {v.key}")
+                v.data.copy_(weights[v.key].to(v.data.dtype).reshape(v.data.shape))
+                left.discard(v.key)
+    if left:
+        raise ExportError(f"HF weights with no place in the model: {sorted(left)[:5]}")

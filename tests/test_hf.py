@@ -81,3 +81,75 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
     shard.write_bytes(shard.read_bytes()[:100])
     assert "is damaged" in export("--out", tmp_path / "c")
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def _random_hf_model(family: str, directory):
+    """A tiny transformers model with random weights (nothing downloaded), saved as safetensors."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    if family == "llama3":
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, rope_theta=500000.0, rms_norm_eps=1e-5, max_position_embeddings=64,
+            tie_word_embeddings=False))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=1000, n_embd=64, n_layer=2, n_head=4, n_positions=64))
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():  # larger than HF's init, so that every weight shows in the logits
+            p.copy_((1 if p.dim() == 1 and "bias" not in str(p) else 0) + 0.1 * torch.randn(p.shape, generator=gen))
+    model.save_pretrained(directory)
+    return model.eval()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_import_gives_the_hf_models_logits_and_grows(tmp_path, family):
+    """tools/import_hf.py: a random tiny HF model becomes a checkpoint whose logits, read at TP2, are the
+    HF model's (within 1e-5); LLaMA3 then grows 2 -> 4 layers (copy_zeroL, interleaved, as LLaMA-Pro)
+    and, exported back, the deeper HF model gives the source's logits."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from megatron_grow import hf
+
+    src = _random_hf_model(family, tmp_path / "src")
+    flags, problems = hf.flags_from_hf(AutoConfig.from_pretrained(tmp_path / "src"))
+    assert not problems
+    ck = tmp_path / "ck"
+    res = run([sys.executable, "tools/import_hf.py", "--hf", str(tmp_path / "src"), "--save", str(ck)])
+    assert "(iteration 0)" in res.stdout
+    tokens = torch.randint(0, 1000, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = src(tokens).logits
+    ref = tmp_path / "ref.pt"
+    torchrun(2, ["--out", str(ref), *flags, "--mock-data", "--seq-length", "32", "--load", str(ck),
+                 "--tensor-model-parallel-size", "2"], module="tools.dump_logits")
+    got = torch.load(ref)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got - want).abs().max()
+    if family != "llama3":
+        return
+    grown, out = tmp_path / "grown", tmp_path / "hf_grown"
+    run([sys.executable, "tools/expand_checkpoint.py", "--load", str(ck), "--save", str(grown),
+         "--target-num-layers", "4", "--placement", "interleave", "--init", "copy_zeroL"])
+    run([sys.executable, "tools/export_hf.py", "--load", str(grown), "--out", str(out), "--no-tokenizer"])
+    deep = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    assert deep.config.num_hidden_layers == 4
+    with torch.no_grad():
+        assert torch.allclose(deep(tokens).logits, want, rtol=1e-5, atol=1e-5)
+
+
+def test_import_refuses_what_differs():
+    """A HF model whose fixed constants are not the family's is refused, naming each field."""
+    from transformers import GPT2Config, LlamaConfig
+
+    from megatron_grow import hf
+
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 8192}
+    _, problems = hf.flags_from_hf(LlamaConfig(rms_norm_eps=1e-6, rope_theta=10000.0, hidden_act="gelu",
+                                               rope_scaling=scaling))
+    assert any("RoPE scaling 'llama3'" in p for p in problems), problems
+    assert any("rms_norm_eps 1e-06" in p for p in problems) and any("rope_theta 10000" in p for p in problems)
+    assert any("hidden_act 'gelu'" in p for p in problems)
+    _, problems = hf.flags_from_hf(GPT2Config(activation_function="gelu"))
+    assert problems == ["activation_function 'gelu': gpt2 here has 'gelu_new'"]
+    assert hf.flags_from_hf(type("C", (), {"model_type": "mistral"})())[1][0].startswith("model_type 'mistral'")
