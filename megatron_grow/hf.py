@@ -35,58 +35,89 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _qkv_split(w: torch.Tensor, arch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _qkv_split(w: torch.Tensor, arch: dict) -> list[torch.Tensor]:
     """Megatron's fused QKV weight or bias (rows grouped per KV group) -> HF's q, k, v."""
     g, d = arch["num_query_groups"], arch["kv_channels"]
     per = arch["num_attention_heads"] // g
     x = w.reshape(g, (per + 2) * d, *w.shape[1:])
-    q, k, v = x.split([per * d, d, d], dim=1)
-    return (t.reshape(-1, *w.shape[1:]).clone() for t in (q, k, v))  # (own storage: safetensors refuses shared)
+    return [t.reshape(-1, *w.shape[1:]).clone() for t in x.split([per * d, d, d], dim=1)]  # (own storage)
 
 
-def _llama3(sd: dict, arch: dict) -> dict[str, torch.Tensor]:
-    V = arch["vocab_size"]
-    out = {"model.embed_tokens.weight": sd["embedding.word_embeddings.weight"][:V],
-           "model.norm.weight": sd["decoder.final_layernorm.weight"]}
-    if not arch["tied_embeddings"]:
-        out["lm_head.weight"] = sd["output_layer.weight"][:V]
-    for i in range(arch["num_layers"]):
-        m, h = f"decoder.layers.{i}.", f"model.layers.{i}."
-        q, k, v = _qkv_split(sd[m + "self_attention.linear_qkv.weight"], arch)
-        gate, up = (t.clone() for t in sd[m + "mlp.linear_fc1.weight"].chunk(2))
-        out.update({
-            h + "input_layernorm.weight": sd[m + "self_attention.linear_qkv.layer_norm_weight"],
-            h + "self_attn.q_proj.weight": q, h + "self_attn.k_proj.weight": k, h + "self_attn.v_proj.weight": v,
-            h + "self_attn.o_proj.weight": sd[m + "self_attention.linear_proj.weight"],
-            h + "post_attention_layernorm.weight": sd[m + "mlp.linear_fc1.layer_norm_weight"],
-            h + "mlp.gate_proj.weight": gate, h + "mlp.up_proj.weight": up,
-            h + "mlp.down_proj.weight": sd[m + "mlp.linear_fc2.weight"]})
+def _qkv_join(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, arch: dict) -> torch.Tensor:
+    """HF's q, k, v (weights or biases) -> megatron's fused QKV, rows grouped per KV group."""
+    g = arch["num_query_groups"]
+    return torch.cat([t.reshape(g, -1, *t.shape[1:]) for t in (q, k, v)], dim=1).reshape(-1, *q.shape[1:])
+
+
+def _pad_vocab(w: torch.Tensor, arch: dict) -> torch.Tensor:
+    """Rows for the vocabulary padding (never a token): zeros, so their logits are 0."""
+    return torch.cat([w, w.new_zeros(arch["padded_vocab_size"] - w.shape[0], *w.shape[1:])])
+
+
+# How one of our tensors becomes HF's (export) and back (import). HF's side is one tensor, or a list.
+CONVERSIONS = {
+    None: (lambda w, a: w, lambda w, a: w),
+    "vocab": (lambda w, a: w[:a["vocab_size"]], _pad_vocab),  # drop / add the padding rows
+    "t": (lambda w, a: w.t(), lambda w, a: w.t()),  # GPT-2's Conv1D holds [in, out]
+    "qkv": (_qkv_split, lambda qkv, a: _qkv_join(*qkv, a)),
+    "gate_up": (lambda w, a: [t.clone() for t in w.chunk(2)], lambda gu, a: torch.cat(gu)),
+    "qkv_fused": (lambda w, a: torch.cat(_qkv_split(w, a)), lambda w, a: _qkv_join(*w.chunk(3), a)),  # GPT-2
+    "qkv_fused_t": (lambda w, a: torch.cat(_qkv_split(w, a)).t(), lambda w, a: _qkv_join(*w.t().chunk(3), a)),
+}
+
+
+def _pairs(arch: dict) -> list[tuple[str, str | list[str], str | None]]:
+    """(our checkpoint key, HF key or keys, conversion) for every weight of ``arch``."""
+    n = arch["num_layers"]
+    if arch["family"] == "llama3":
+        top = [("embedding.word_embeddings.weight", "model.embed_tokens.weight", "vocab"),
+               ("decoder.final_layernorm.weight", "model.norm.weight", None)]
+        if not arch["tied_embeddings"]:
+            top.append(("output_layer.weight", "lm_head.weight", "vocab"))
+        ours, theirs = "decoder.layers.{}.", "model.layers.{}."
+        layer = [("self_attention.linear_qkv.layer_norm_weight", "input_layernorm.weight", None),
+                 ("self_attention.linear_qkv.weight", ["self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                                       "self_attn.v_proj.weight"], "qkv"),
+                 ("self_attention.linear_proj.weight", "self_attn.o_proj.weight", None),
+                 ("mlp.linear_fc1.layer_norm_weight", "post_attention_layernorm.weight", None),
+                 ("mlp.linear_fc1.weight", ["mlp.gate_proj.weight", "mlp.up_proj.weight"], "gate_up"),
+                 ("mlp.linear_fc2.weight", "mlp.down_proj.weight", None)]
+    else:
+        top = [("embedding.word_embeddings.weight", "transformer.wte.weight", "vocab"),
+               ("embedding.position_embeddings.weight", "transformer.wpe.weight", None),
+               ("decoder.final_layernorm.weight", "transformer.ln_f.weight", None),
+               ("decoder.final_layernorm.bias", "transformer.ln_f.bias", None)]
+        ours, theirs = "decoder.layers.{}.", "transformer.h.{}."
+        layer = [("self_attention.linear_qkv.layer_norm_weight", "ln_1.weight", None),
+                 ("self_attention.linear_qkv.layer_norm_bias", "ln_1.bias", None),
+                 ("self_attention.linear_qkv.weight", "attn.c_attn.weight", "qkv_fused_t"),
+                 ("self_attention.linear_qkv.bias", "attn.c_attn.bias", "qkv_fused"),
+                 ("self_attention.linear_proj.weight", "attn.c_proj.weight", "t"),
+                 ("self_attention.linear_proj.bias", "attn.c_proj.bias", None),
+                 ("mlp.linear_fc1.layer_norm_weight", "ln_2.weight", None),
+                 ("mlp.linear_fc1.layer_norm_bias", "ln_2.bias", None),
+                 ("mlp.linear_fc1.weight", "mlp.c_fc.weight", "t"), ("mlp.linear_fc1.bias", "mlp.c_fc.bias", None),
+                 ("mlp.linear_fc2.weight", "mlp.c_proj.weight", "t"), ("mlp.linear_fc2.bias", "mlp.c_proj.bias", None)]
+
+    def at(i, name):
+        return [theirs.format(i) + x for x in name] if isinstance(name, list) else theirs.format(i) + name
+
+    return top + [(ours.format(i) + o, at(i, t), how) for i in range(n) for o, t, how in layer]
+
+
+def to_hf(sd: dict[str, torch.Tensor], arch: dict) -> dict[str, torch.Tensor]:
+    """Our checkpoint's weights -> HF's names and layouts."""
+    out = {}
+    for ours, theirs, how in _pairs(arch):
+        w = CONVERSIONS[how][0](sd[ours], arch)
+        out.update(zip(theirs, w, strict=True) if isinstance(theirs, list) else {theirs: w})
     return out
 
 
-def _gpt2(sd: dict, arch: dict) -> dict[str, torch.Tensor]:
-    V = arch["vocab_size"]
-    out = {"transformer.wte.weight": sd["embedding.word_embeddings.weight"][:V],
-           "transformer.wpe.weight": sd["embedding.position_embeddings.weight"],
-           "transformer.ln_f.weight": sd["decoder.final_layernorm.weight"],
-           "transformer.ln_f.bias": sd["decoder.final_layernorm.bias"]}
-    for i in range(arch["num_layers"]):
-        m, h = f"decoder.layers.{i}.", f"transformer.h.{i}."
-        qkv_w = torch.cat(list(_qkv_split(sd[m + "self_attention.linear_qkv.weight"], arch)))
-        qkv_b = torch.cat(list(_qkv_split(sd[m + "self_attention.linear_qkv.bias"], arch)))
-        out.update({
-            h + "ln_1.weight": sd[m + "self_attention.linear_qkv.layer_norm_weight"],
-            h + "ln_1.bias": sd[m + "self_attention.linear_qkv.layer_norm_bias"],
-            h + "attn.c_attn.weight": qkv_w.t(), h + "attn.c_attn.bias": qkv_b,  # Conv1D: [in, out]
-            h + "attn.c_proj.weight": sd[m + "self_attention.linear_proj.weight"].t(),
-            h + "attn.c_proj.bias": sd[m + "self_attention.linear_proj.bias"],
-            h + "ln_2.weight": sd[m + "mlp.linear_fc1.layer_norm_weight"],
-            h + "ln_2.bias": sd[m + "mlp.linear_fc1.layer_norm_bias"],
-            h + "mlp.c_fc.weight": sd[m + "mlp.linear_fc1.weight"].t(),
-            h + "mlp.c_fc.bias": sd[m + "mlp.linear_fc1.bias"],
-            h + "mlp.c_proj.weight": sd[m + "mlp.linear_fc2.weight"].t(),
-            h + "mlp.c_proj.bias": sd[m + "mlp.linear_fc2.bias"]})
-    return out
+def from_hf(hf: dict[str, torch.Tensor], arch: dict) -> dict[str, torch.Tensor]:
+    """HF weights -> our checkpoint keys (the inverse of to_hf)."""
+    return {ours: CONVERSIONS[how][1]([hf[t] for t in theirs] if isinstance(theirs, list) else hf[theirs], arch)
+            for ours, theirs, how in _pairs(arch)}
 
 
 def hf_config(arch: dict):
@@ -180,7 +211,7 @@ def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
         raise ExportError(f"tokenizer {tokenizer_model} has {len(tok)} tokens, the model {arch['vocab_size']}")
     config = hf_config(arch)
     config.architectures = [{"llama3": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}[arch["family"]]]
-    weights = {"llama3": _llama3, "gpt2": _gpt2}[arch["family"]](read_weights(path), arch)
+    weights = to_hf(read_weights(path), arch)
     os.makedirs(out, exist_ok=True)
     if tok is not None:
         tok.save_pretrained(out)
@@ -192,59 +223,6 @@ def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
 
 
 # ---- import: a HF model directory into a checkpoint -------------------------------------------------
-
-def _qkv_join(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, arch: dict) -> torch.Tensor:
-    """HF's q, k, v (weights or biases) -> megatron's fused QKV, rows grouped per KV group."""
-    g = arch["num_query_groups"]
-    return torch.cat([t.reshape(g, -1, *t.shape[1:]) for t in (q, k, v)], dim=1).reshape(-1, *q.shape[1:])
-
-
-def _pad_vocab(w: torch.Tensor, arch: dict) -> torch.Tensor:
-    """Rows for the vocabulary padding (never a token): zeros, so their logits are 0."""
-    return torch.cat([w, w.new_zeros(arch["padded_vocab_size"] - w.shape[0], *w.shape[1:])])
-
-
-def from_hf(hf: dict[str, torch.Tensor], arch: dict) -> dict[str, torch.Tensor]:
-    """HF weights -> our checkpoint keys (the inverse of the export's mapping)."""
-    out = {"embedding.word_embeddings.weight": _pad_vocab(hf.get("model.embed_tokens.weight",
-                                                                  hf.get("transformer.wte.weight")), arch)}
-    if arch["family"] == "llama3":
-        out["decoder.final_layernorm.weight"] = hf["model.norm.weight"]
-        if not arch["tied_embeddings"]:
-            out["output_layer.weight"] = _pad_vocab(hf["lm_head.weight"], arch)
-        for i in range(arch["num_layers"]):
-            m, h = f"decoder.layers.{i}.", f"model.layers.{i}."
-            a = h + "self_attn."
-            out.update({
-                m + "self_attention.linear_qkv.layer_norm_weight": hf[h + "input_layernorm.weight"],
-                m + "self_attention.linear_qkv.weight": _qkv_join(hf[a + "q_proj.weight"], hf[a + "k_proj.weight"],
-                                                                  hf[a + "v_proj.weight"], arch),
-                m + "self_attention.linear_proj.weight": hf[a + "o_proj.weight"],
-                m + "mlp.linear_fc1.layer_norm_weight": hf[h + "post_attention_layernorm.weight"],
-                m + "mlp.linear_fc1.weight": torch.cat([hf[h + "mlp.gate_proj.weight"], hf[h + "mlp.up_proj.weight"]]),
-                m + "mlp.linear_fc2.weight": hf[h + "mlp.down_proj.weight"]})
-        return out
-    out.update({"embedding.position_embeddings.weight": hf["transformer.wpe.weight"],
-                "decoder.final_layernorm.weight": hf["transformer.ln_f.weight"],
-                "decoder.final_layernorm.bias": hf["transformer.ln_f.bias"]})
-    for i in range(arch["num_layers"]):
-        m, h = f"decoder.layers.{i}.", f"transformer.h.{i}."
-        w, b = hf[h + "attn.c_attn.weight"].t(), hf[h + "attn.c_attn.bias"]  # Conv1D: [in, out]
-        out.update({
-            m + "self_attention.linear_qkv.layer_norm_weight": hf[h + "ln_1.weight"],
-            m + "self_attention.linear_qkv.layer_norm_bias": hf[h + "ln_1.bias"],
-            m + "self_attention.linear_qkv.weight": _qkv_join(*w.chunk(3), arch),
-            m + "self_attention.linear_qkv.bias": _qkv_join(*b.chunk(3), arch),
-            m + "self_attention.linear_proj.weight": hf[h + "attn.c_proj.weight"].t(),
-            m + "self_attention.linear_proj.bias": hf[h + "attn.c_proj.bias"],
-            m + "mlp.linear_fc1.layer_norm_weight": hf[h + "ln_2.weight"],
-            m + "mlp.linear_fc1.layer_norm_bias": hf[h + "ln_2.bias"],
-            m + "mlp.linear_fc1.weight": hf[h + "mlp.c_fc.weight"].t(),
-            m + "mlp.linear_fc1.bias": hf[h + "mlp.c_fc.bias"],
-            m + "mlp.linear_fc2.weight": hf[h + "mlp.c_proj.weight"].t(),
-            m + "mlp.linear_fc2.bias": hf[h + "mlp.c_proj.bias"]})
-    return out
-
 
 def flags_from_hf(c) -> tuple[list[str], list[str]]:
     """(trainer flags, problems) for transformers config ``c``: the shapes become flags, and every
