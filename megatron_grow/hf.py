@@ -16,8 +16,8 @@ import torch
 SUPPORTED = ("llama3", "gpt2")
 
 
-class ExportError(Exception):
-    """A checkpoint this module cannot convert; the message says why and what would work."""
+class ConversionError(Exception):
+    """A checkpoint or HF model this module cannot convert; the message says why and what would work."""
 
 
 def read_weights(path: str) -> dict[str, torch.Tensor]:
@@ -160,7 +160,7 @@ def hf_tokenizer(model_path: str):
         ("extra whitespace removed", norm.remove_extra_whitespaces), ("no dummy prefix", not norm.add_dummy_prefix),
         ("pieces across whitespace", not trainer.split_by_whitespace)] if bad]
     if unlike:
-        raise ExportError(f"tokenizer {model_path}: no HF conversion for this kind of SentencePiece model "
+        raise ConversionError(f"tokenizer {model_path}: no HF conversion for this kind of SentencePiece model "
                           f"({', '.join(unlike)}); export without it (--no-tokenizer) and convert it yourself")
     sp = spm.SentencePieceProcessor(model_file=model_path)
     pieces = SentencePieceExtractor(model_path).extract(models.BPE)
@@ -204,11 +204,11 @@ def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
     common = checkpointing.read_common(path)
     problems = export_problems(common)
     if problems:
-        raise ExportError(f"cannot export {path}: " + "; ".join(problems))
+        raise ConversionError(f"cannot export {path}: " + "; ".join(problems))
     arch = common["architecture"]
     tok = hf_tokenizer(tokenizer_model) if tokenizer_model else None
     if tok is not None and len(tok) > arch["vocab_size"]:
-        raise ExportError(f"tokenizer {tokenizer_model} has {len(tok)} tokens, the model {arch['vocab_size']}")
+        raise ConversionError(f"tokenizer {tokenizer_model} has {len(tok)} tokens, the model {arch['vocab_size']}")
     config = hf_config(arch)
     config.architectures = [{"llama3": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}[arch["family"]]]
     weights = to_hf(read_weights(path), arch)
@@ -272,7 +272,7 @@ def read_hf(directory: str) -> tuple[object, dict[str, torch.Tensor]]:
 
     files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
     if not files:
-        raise ExportError(f"--hf {directory}: no *.safetensors there (save the model with safe_serialization)")
+        raise ConversionError("no *.safetensors there (save the model with safe_serialization)")
     weights = {}
     for f in files:
         weights.update(load_file(f))
@@ -292,8 +292,8 @@ def load_into(model, weights: dict[str, torch.Tensor]) -> None:
         for v in sd.values():
             if isinstance(v, (ShardedTensor, ShardedTensorFactory)) and "_extra_state" not in v.key:
                 if v.key not in weights:
-                    raise ExportError(f"the HF model has no weight for {v.key}")
+                    raise ConversionError(f"the HF model has no weight for {v.key}")
                 v.data.copy_(weights[v.key].to(v.data.dtype).reshape(v.data.shape))
                 left.discard(v.key)
     if left:
-        raise ExportError(f"HF weights with no place in the model: {sorted(left)[:5]}")
+        raise ConversionError(f"HF weights with no place in the model: {sorted(left)[:5]}")

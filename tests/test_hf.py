@@ -102,8 +102,9 @@ def _random_hf_model(family: str, directory):
         model = GPT2LMHeadModel(GPT2Config(vocab_size=1000, n_embd=64, n_layer=2, n_head=4, n_positions=64))
     gen = torch.Generator().manual_seed(5)
     with torch.no_grad():
-        for p in model.parameters():  # larger than HF's init, so that every weight shows in the logits
-            p.copy_((1 if p.dim() == 1 and "bias" not in str(p) else 0) + 0.1 * torch.randn(p.shape, generator=gen))
+        for name, p in model.named_parameters():  # larger than HF's init, so every weight shows in the logits
+            norm_scale = p.dim() == 1 and not name.endswith("bias")
+            p.copy_((1 if norm_scale else 0) + 0.1 * torch.randn(p.shape, generator=gen))
     model.save_pretrained(directory)
     return model.eval()
 

@@ -55,7 +55,7 @@ def main(argv=None):
                  "not there: pass --tokenizer-model PATH or --no-tokenizer")
     try:
         arch = hf.export(path, args.out, tokenizer)
-    except hf.ExportError as e:
+    except hf.ConversionError as e:
         fail(e)
     print(f"exported {path} ({arch['family']}, {arch['num_layers']} layers) to {args.out}"
           + ("" if tokenizer else " without a tokenizer (the run had none: mock data)"))

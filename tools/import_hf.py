@@ -40,7 +40,7 @@ def main(argv=None):
         sys.exit(f"error: --save {args.save} exists; choose a new directory (nothing is overwritten)")
     try:
         hf_config, weights = hf.read_hf(args.hf)
-    except (OSError, ValueError, hf.ExportError) as e:
+    except (OSError, ValueError, hf.ConversionError) as e:
         sys.exit(f"error: --hf {args.hf}: {e}")
     flags, problems = hf.flags_from_hf(hf_config)
     if problems:
@@ -54,8 +54,8 @@ def main(argv=None):
     state = runstate.build_state(cfg, torch.device("cpu"))
     try:
         hf.load_into(state.model.module, hf.from_hf(weights, architecture(cfg)))
-    except (KeyError, hf.ExportError) as e:
-        sys.exit(f"error: cannot import {args.hf}: {e if isinstance(e, hf.ExportError) else f'no weight {e}'}")
+    except (KeyError, hf.ConversionError) as e:
+        sys.exit(f"error: cannot import {args.hf}: {e if isinstance(e, hf.ConversionError) else f'no weight {e}'}")
     checkpointing.save(args.save, 0, state.model.module, state.optimizer, state.scheduler,
                        runstate.common_state(cfg, state))
     checkpointing.wait_for_checksums()
