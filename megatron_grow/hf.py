@@ -4,6 +4,10 @@ A checkpoint holds every weight as one global tensor (ShardedTensors keyed per l
 without a process group into full tensors, whatever TP/PP/EP layout saved it. Two layouts differ from
 HF's: the fused QKV projection is grouped per KV group ([q heads of group g; k_g; v_g] for each g), and
 the gated MLP's first projection is [gate; up]. GPT-2's HF modules are Conv1D (weights transposed).
+DeepSeekV3's routed experts are stacked ([experts, 2 x ffn, hidden] and [experts, hidden, ffn]) where
+HF's files (the Hub format) hold one gate/up/down per expert; its MLA weights are HF's as they are
+(per head [nope; rope] rows, the kv down-projection [latent; rope]), and both rotate the RoPE dims
+as interleaved pairs (HF's rope_interleave).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import warnings
 
 import torch
 
-SUPPORTED = ("llama3", "gpt2")
+SUPPORTED = ("llama3", "gpt2", "deepseek-v3")
+HF_CLASS = {"llama3": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel", "deepseek-v3": "DeepseekV3ForCausalLM"}
 
 
 class ConversionError(Exception):
@@ -63,6 +68,10 @@ CONVERSIONS = {
     "gate_up": (lambda w, a: [t.clone() for t in w.chunk(2)], lambda gu, a: torch.cat(gu)),
     "qkv_fused": (lambda w, a: torch.cat(_qkv_split(w, a)), lambda w, a: _qkv_join(*w.chunk(3), a)),  # GPT-2
     "qkv_fused_t": (lambda w, a: torch.cat(_qkv_split(w, a)).t(), lambda w, a: _qkv_join(*w.t().chunk(3), a)),
+    # DeepSeekV3's stacked routed experts <-> HF's per expert [gate_0, up_0, gate_1, ...] and [down_0, ...]
+    "experts_gate_up": (lambda w, a: [t.clone() for e in w for t in e.chunk(2)],
+                        lambda gu, a: torch.stack([torch.cat(gu[i:i + 2]) for i in range(0, len(gu), 2)])),
+    "experts_down": (lambda w, a: [e.clone() for e in w], lambda d, a: torch.stack(d)),
 }
 
 
@@ -82,6 +91,8 @@ def _pairs(arch: dict) -> list[tuple[str, str | list[str], str | None]]:
                  ("mlp.linear_fc1.layer_norm_weight", "post_attention_layernorm.weight", None),
                  ("mlp.linear_fc1.weight", ["mlp.gate_proj.weight", "mlp.up_proj.weight"], "gate_up"),
                  ("mlp.linear_fc2.weight", "mlp.down_proj.weight", None)]
+    elif arch["family"] == "deepseek-v3":
+        return _deepseek_v3_pairs(arch)
     else:
         top = [("embedding.word_embeddings.weight", "transformer.wte.weight", "vocab"),
                ("embedding.position_embeddings.weight", "transformer.wpe.weight", None),
@@ -105,6 +116,42 @@ def _pairs(arch: dict) -> list[tuple[str, str | list[str], str | None]]:
     return top + [(ours.format(i) + o, at(i, t), how) for i in range(n) for o, t, how in layer]
 
 
+def _deepseek_v3_pairs(arch: dict) -> list[tuple[str, str | list[str], str | None]]:
+    """DeepSeekV3: MLA attention, the first moe_first_dense_layers dense, the rest MoE (layer freq 1)."""
+    from megatron_grow.models.deepseek_v3 import moe_layer_pattern
+
+    top = [("embedding.word_embeddings.weight", "model.embed_tokens.weight", "vocab"),
+           ("decoder.final_layernorm.weight", "model.norm.weight", None)]
+    if not arch["tied_embeddings"]:
+        top.append(("output_layer.weight", "lm_head.weight", "vocab"))
+    q = ([("linear_q_down_proj", "q_a_proj"), ("q_layernorm", "q_a_layernorm"), ("linear_q_up_proj", "q_b_proj")]
+         if arch["q_lora_rank"] else [("linear_q_proj", "q_proj")])
+    attention = [(f"self_attention.{o}.weight", f"self_attn.{t}.weight", None) for o, t in q + [
+        ("linear_kv_down_proj", "kv_a_proj_with_mqa"), ("kv_layernorm", "kv_a_layernorm"),
+        ("linear_kv_up_proj", "kv_b_proj"), ("linear_proj", "o_proj")]]
+    norms = [("input_layernorm.weight", "input_layernorm.weight", None),
+             ("pre_mlp_layernorm.weight", "post_attention_layernorm.weight", None)]
+
+    def mlp(ours, theirs):
+        return [(f"{ours}.linear_fc1.weight", [f"{theirs}.gate_proj.weight", f"{theirs}.up_proj.weight"], "gate_up"),
+                (f"{ours}.linear_fc2.weight", f"{theirs}.down_proj.weight", None)]
+
+    E = range(arch["num_experts"])
+    moe = [("mlp.router.weight", "mlp.gate.weight", None),
+           ("mlp.router.expert_bias", "mlp.gate.e_score_correction_bias", None),
+           ("mlp.experts.experts.linear_fc1.weight",
+            [f"mlp.experts.{e}.{w}_proj.weight" for e in E for w in ("gate", "up")], "experts_gate_up"),
+           ("mlp.experts.experts.linear_fc2.weight", [f"mlp.experts.{e}.down_proj.weight" for e in E], "experts_down"),
+           *mlp("mlp.shared_experts", "mlp.shared_experts")]
+    out = top
+    for i, is_moe in enumerate(moe_layer_pattern(arch["num_layers"], arch["moe_first_dense_layers"] or 0,
+                                                 arch["moe_layer_freq"])):
+        for o, t, how in norms + attention + (moe if is_moe else mlp("mlp", "mlp")):
+            out.append((f"decoder.layers.{i}.{o}",
+                        [f"model.layers.{i}.{x}" for x in t] if isinstance(t, list) else f"model.layers.{i}.{t}", how))
+    return out
+
+
 def to_hf(sd: dict[str, torch.Tensor], arch: dict) -> dict[str, torch.Tensor]:
     """Our checkpoint's weights -> HF's names and layouts."""
     out = {}
@@ -122,10 +169,28 @@ def from_hf(hf: dict[str, torch.Tensor], arch: dict) -> dict[str, torch.Tensor]:
 
 def hf_config(arch: dict):
     """The transformers config of an architecture (see models.architecture)."""
-    from transformers import GPT2Config, LlamaConfig
+    from transformers import DeepseekV3Config, GPT2Config, LlamaConfig
 
     common = dict(vocab_size=arch["vocab_size"], tie_word_embeddings=arch["tied_embeddings"],
                   dtype="float32", bos_token_id=None, eos_token_id=None)
+    if arch["family"] == "deepseek-v3":
+        k = arch["moe_router_topk"]
+        return DeepseekV3Config(
+            hidden_size=arch["hidden_size"], intermediate_size=arch["ffn_hidden_size"],
+            moe_intermediate_size=arch["moe_ffn_hidden_size"], num_hidden_layers=arch["num_layers"],
+            num_attention_heads=arch["num_attention_heads"], num_key_value_heads=arch["num_attention_heads"],
+            n_shared_experts=arch["moe_shared_expert_intermediate_size"] // arch["moe_ffn_hidden_size"],
+            n_routed_experts=arch["num_experts"], num_experts_per_tok=k,
+            routed_scaling_factor=float(arch["moe_router_topk_scaling_factor"] or 1.0),
+            n_group=arch["moe_router_num_groups"] or 1, topk_group=arch["moe_router_group_topk"] or 1,
+            norm_topk_prob=k > 1,  # megatron normalises the top-k sigmoid scores when k > 1
+            first_k_dense_replace=arch["moe_first_dense_layers"] or 0,
+            q_lora_rank=arch["q_lora_rank"] or None, kv_lora_rank=arch["kv_lora_rank"],
+            qk_nope_head_dim=arch["qk_head_dim"], qk_rope_head_dim=arch["qk_pos_emb_head_dim"],
+            v_head_dim=arch["v_head_dim"], rope_interleave=True, hidden_act=arch["activation"],
+            rms_norm_eps=arch["norm_epsilon"], max_position_embeddings=arch["max_position_embeddings"],
+            rope_parameters={"rope_type": "default", "rope_theta": float(arch["rotary_base"])},
+            attention_bias=False, num_nextn_predict_layers=0, **common)
     if arch["family"] == "llama3":
         return LlamaConfig(
             hidden_size=arch["hidden_size"], intermediate_size=arch["ffn_hidden_size"],
@@ -190,6 +255,30 @@ def export_problems(common: dict) -> list[str]:
         P.append("its RoPE or attention scale is not the HF class's")
     if arch["family"] == "gpt2" and arch["num_query_groups"] != arch["num_attention_heads"]:
         P.append("GPT-2 in HF has no grouped-query attention")
+    if arch["family"] == "deepseek-v3":
+        P += _deepseek_v3_problems(arch)
+    return P
+
+
+def _deepseek_v3_problems(arch: dict) -> list[str]:
+    """What HF's DeepseekV3 cannot express of a deepseek-v3 run (messages name our flags)."""
+    P = []
+    k, groups = arch["moe_router_topk"], arch["moe_router_num_groups"]
+    if arch["moe_router_score_function"] != "sigmoid":
+        P.append("--moe-router-score-function softmax: HF's DeepseekV3 router scores with a sigmoid")
+    if arch["moe_layer_freq"] != 1:
+        P.append(f"--moe-layer-freq {arch['moe_layer_freq']}: in HF's DeepseekV3 every layer after the first "
+                 f"dense ones is MoE")
+    if groups and groups > 1 and k // arch["moe_router_group_topk"] != 2:
+        P.append(f"group-limited routing ranks groups by their top {k // arch['moe_router_group_topk']} scores "
+                 f"(--moe-router-topk {k} / --moe-router-group-topk {arch['moe_router_group_topk']}), HF's "
+                 f"DeepseekV3 by their top 2")
+    shared, width = arch["moe_shared_expert_intermediate_size"] or 0, arch["moe_ffn_hidden_size"]
+    if shared == 0 or shared % width:
+        P.append(f"--moe-shared-expert-intermediate-size {shared}: HF's DeepseekV3 has n_shared_experts >= 1 "
+                 f"shared experts of the routed experts' width ({width})")
+    if not arch.get("rope_interleave", True):
+        P.append("its MLA RoPE layout is not HF's")
     return P
 
 
@@ -210,8 +299,12 @@ def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
     if tok is not None and len(tok) > arch["vocab_size"]:
         raise ConversionError(f"tokenizer {tokenizer_model} has {len(tok)} tokens, the model {arch['vocab_size']}")
     config = hf_config(arch)
-    config.architectures = [{"llama3": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}[arch["family"]]]
-    weights = to_hf(read_weights(path), arch)
+    config.architectures = [HF_CLASS[arch["family"]]]
+    sd = read_weights(path)
+    if arch["family"] == "deepseek-v3" and not arch["moe_router_enable_expert_bias"]:  # HF's router always has one
+        sd.update({f"{key[:-len('weight')]}expert_bias": sd[key].new_zeros(arch["num_experts"])
+                   for key in list(sd) if key.endswith("mlp.router.weight")})
+    weights = to_hf(sd, arch)
     os.makedirs(out, exist_ok=True)
     if tok is not None:
         tok.save_pretrained(out)
@@ -230,17 +323,14 @@ def flags_from_hf(c) -> tuple[list[str], list[str]]:
     from megatron_grow.models import FAMILIES
 
     kind = getattr(c, "model_type", None)
-    if kind not in ("llama", "gpt2"):
-        return [], [f"model_type {kind!r}: only llama (-> llama3) and gpt2 are imported"]
+    if kind not in ("llama", "gpt2", "deepseek_v3"):
+        return [], [f"model_type {kind!r}: only llama (-> llama3), gpt2 and deepseek_v3 (-> deepseek-v3) are imported"]
     P = []
+    if kind == "deepseek_v3":
+        return _deepseek_v3_flags(c)
     if kind == "llama":
         fam = FAMILIES["llama3"]
-        rope = (getattr(c, "rope_parameters", None) or {})
-        theta = rope.get("rope_theta", getattr(c, "rope_theta", None))
-        if rope.get("rope_type", "default") != "default":
-            P.append(f"RoPE scaling {rope.get('rope_type')!r}: ours is plain RoPE (rope_type 'default')")
-        if theta != fam["rotary_base"]:
-            P.append(f"rope_theta {theta}: llama3 here uses {fam['rotary_base']}")
+        P += _rope_problems(c, fam["rotary_base"])
         for what, got, want in [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]),
                                 ("hidden_act", c.hidden_act, "silu"), ("attention_bias", c.attention_bias, False),
                                 ("mlp_bias", c.mlp_bias, False)]:
@@ -259,6 +349,49 @@ def flags_from_hf(c) -> tuple[list[str], list[str]]:
         flags = ["--model", "gpt2", "--num-layers", c.n_layer, "--hidden-size", c.n_embd,
                  "--ffn-hidden-size", c.n_inner or 4 * c.n_embd, "--num-attention-heads", c.n_head,
                  "--vocab-size", c.vocab_size, "--max-position-embeddings", c.n_positions]
+    tie = ("--no-" if c.tie_word_embeddings else "--") + "untie-embeddings-and-output-weights"
+    return [str(x) for x in flags] + [tie], P
+
+
+def _rope_problems(c, base) -> list[str]:
+    rope = (getattr(c, "rope_parameters", None) or {})
+    theta = rope.get("rope_theta", getattr(c, "rope_theta", None))
+    P = []
+    if rope.get("rope_type", "default") != "default":
+        P.append(f"RoPE scaling {rope.get('rope_type')!r}: ours is plain RoPE (rope_type 'default')")
+    if theta != base:
+        P.append(f"rope_theta {theta}: ours is {base}")
+    return P
+
+
+def _deepseek_v3_flags(c) -> tuple[list[str], list[str]]:
+    from megatron_grow.models import FAMILIES
+
+    fam = FAMILIES["deepseek-v3"]
+    P = _rope_problems(c, fam["rotary_base"])
+    k, groups, group_topk = c.num_experts_per_tok, c.n_group or 1, c.topk_group or 1
+    for what, got, want in [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]), ("hidden_act", c.hidden_act, "silu"),
+                            ("attention_bias", c.attention_bias, False), ("rope_interleave", c.rope_interleave, True),
+                            ("norm_topk_prob", c.norm_topk_prob, k > 1)]:
+        if got != want:
+            P.append(f"{what} {got!r}: deepseek-v3 here has {want!r}")
+    if groups > 1 and k // group_topk != 2:
+        P.append(f"n_group {groups} with num_experts_per_tok {k} / topk_group {group_topk} != 2: megatron-core ranks "
+                 f"groups by their top (topk / group-topk) scores, HF by their top 2")
+    if not c.n_shared_experts:
+        P.append("n_shared_experts 0: deepseek-v3 here has a shared expert")
+    flags = ["--model", "deepseek-v3", "--num-layers", c.num_hidden_layers, "--hidden-size", c.hidden_size,
+             "--ffn-hidden-size", c.intermediate_size, "--num-attention-heads", c.num_attention_heads,
+             "--vocab-size", c.vocab_size, "--max-position-embeddings", c.max_position_embeddings,
+             "--q-lora-rank", c.q_lora_rank or 0, "--kv-lora-rank", c.kv_lora_rank,
+             "--qk-head-dim", c.qk_nope_head_dim, "--qk-pos-emb-head-dim", c.qk_rope_head_dim,
+             "--v-head-dim", c.v_head_dim, "--num-experts", c.n_routed_experts, "--moe-router-topk", k,
+             "--moe-ffn-hidden-size", c.moe_intermediate_size,
+             "--moe-shared-expert-intermediate-size", c.moe_intermediate_size * (c.n_shared_experts or 0),
+             "--moe-first-dense-layers", c.first_k_dense_replace, "--moe-layer-freq", 1,
+             "--moe-router-score-function", "sigmoid", "--moe-router-enable-expert-bias",
+             "--moe-router-topk-scaling-factor", c.routed_scaling_factor,
+             "--moe-router-num-groups", groups, "--moe-router-group-topk", group_topk]
     tie = ("--no-" if c.tie_word_embeddings else "--") + "untie-embeddings-and-output-weights"
     return [str(x) for x in flags] + [tie], P
 
@@ -282,18 +415,25 @@ def read_hf(directory: str) -> tuple[object, dict[str, torch.Tensor]]:
 def load_into(model, weights: dict[str, torch.Tensor]) -> None:
     """Copy full tensors keyed like a checkpoint into this process's model (TP1/PP1): the model's own
     sharded state dict names each parameter's checkpoint key."""
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
     from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
 
     from megatron_grow.checkpointing import model_sharded_state_dict
 
-    sd = model_sharded_state_dict(model)
+    pieces = []  # each ShardedTensor's data is a view of a parameter (a factory's, of a part of one)
+    for v in model_sharded_state_dict(model).values():
+        if isinstance(v, ShardedTensorFactory):
+            pieces += nested_values(v.build())
+        elif isinstance(v, ShardedTensor):
+            pieces.append(v)
     left = set(weights)
     with torch.no_grad():
-        for v in sd.values():
-            if isinstance(v, (ShardedTensor, ShardedTensorFactory)) and "_extra_state" not in v.key:
-                if v.key not in weights:
-                    raise ConversionError(f"the HF model has no weight for {v.key}")
-                v.data.copy_(weights[v.key].to(v.data.dtype).reshape(v.data.shape))
-                left.discard(v.key)
+        for v in pieces:
+            if "_extra_state" in v.key:
+                continue
+            if v.key not in weights:
+                raise ConversionError(f"the HF model has no weight for {v.key}")
+            v.data.copy_(weights[v.key][v.global_slice()].to(v.data.dtype))
+            left.discard(v.key)
     if left:
         raise ConversionError(f"HF weights with no place in the model: {sorted(left)[:5]}")

@@ -47,7 +47,7 @@ BASE = ["--mock-data"]
     (["--model", "deepseek-v3", "--moe-router-num-groups", "3"], 1,
      "--moe-router-num-groups 3 must divide --num-experts 8"),
     (["--model", "deepseek-v3", "--moe-router-group-topk", "4"], 1,
-     "--moe-router-group-topk 4 must lie in 1..--moe-router-num-groups 4, divide --moe-router-topk 2"),
+     "--moe-router-group-topk 4 must lie in 1..--moe-router-num-groups 2, divide --moe-router-topk 2"),
     (["--model", "deepseek-v3", "--moe-router-topk-scaling-factor", "0"], 1,
      "--moe-router-topk-scaling-factor must be > 0"),
     (["--model", "deepseek-v3", "--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5",

@@ -2,9 +2,10 @@
 
     python tools/export_hf.py --load runs/x/ckpt --out runs/x/hf [--ckpt-step N] [--tokenizer-model M | --no-tokenizer]
 
-LLaMA3 -> LlamaForCausalLM, GPT2 -> GPT2LMHeadModel (transformers' own classes): model.safetensors
+LLaMA3 -> LlamaForCausalLM, GPT2 -> GPT2LMHeadModel, DeepSeekV3 -> DeepseekV3ForCausalLM (transformers'
+own classes): model.safetensors
 (fp32) and config.json, plus the SentencePiece tokenizer the run trained with as a HF fast tokenizer
-(tokenizer.json, tokenizer_config.json). Reads a checkpoint of any TP/PP layout in one process, without
+(tokenizer.json, tokenizer_config.json). Reads a checkpoint of any TP/PP/EP layout in one process, without
 a process group; every architecture constant comes from the checkpoint itself. Then:
 
     AutoModelForCausalLM.from_pretrained("runs/x/hf"); AutoTokenizer.from_pretrained("runs/x/hf")

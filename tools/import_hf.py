@@ -5,7 +5,8 @@
     python tools/expand_checkpoint.py --load CKPT --save DEEPER --target-num-layers 24 \
         --placement interleave --init copy_zeroL         # depth up-scaling, as LLaMA-Pro does
 
-LlamaForCausalLM (plain RoPE; no rope scaling) -> llama3, GPT2LMHeadModel -> gpt2, from config.json and
+LlamaForCausalLM (plain RoPE; no rope scaling) -> llama3, GPT2LMHeadModel -> gpt2,
+DeepseekV3ForCausalLM (plain RoPE) -> deepseek-v3, from config.json and
 *.safetensors in DIR. The result is an iteration-0 checkpoint with fresh optimizer state for
 --optimizer, loadable at any TP/PP layout; training from it takes the flags' LR schedule. Every
 constant our family fixes (norm eps, activation, RoPE base, biases) must be the HF model's, else it

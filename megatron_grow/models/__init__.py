@@ -53,7 +53,8 @@ def architecture(cfg) -> dict:
             "moe_router_topk", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size", "moe_first_dense_layers",
             "moe_layer_freq", "moe_router_score_function", "moe_router_enable_expert_bias",
             "moe_router_topk_scaling_factor", "moe_router_num_groups", "moe_router_group_topk")},
-            multi_latent_attention=True, qk_layernorm=True, moe_router_dtype="fp32")
+            multi_latent_attention=True, qk_layernorm=True, moe_router_dtype="fp32",
+            rope_interleave=True)  # MLA rotates its RoPE dims as interleaved pairs (megatron's MLA, HF's name)
     return arch
 
 

@@ -3,7 +3,8 @@ fine-grained MoE layers with top-k routing and a shared expert, the first k laye
 as V3's: sigmoid scores with an expert bias (aux-loss-free balancing), group-limited top-k (the
 experts in --moe-router-num-groups groups, a token's experts from --moe-router-group-topk of them,
 V3: 8 and 4) and the routed weights scaled by --moe-router-topk-scaling-factor (V3: 2.5); the tiny
-and small presets scale V3's grouping to their expert counts.
+and small presets scale V3's grouping to their expert counts, keeping V3's top-k / group-topk = 2
+(groups are ranked by the sum of that many of their scores; HF's DeepseekV3 always sums 2).
 
 RMSNorm, SwiGLU, untied head, no biases. Plain RoPE (base 10000; DeepSeek's YaRN is a
 long-context extension, not part of pretraining). Layer kinds follow the global layer index:
@@ -29,7 +30,7 @@ DEEPSEEK_V3 = dict(
                      vocab_size=129280, q_lora_rank=64, kv_lora_rank=64, qk_head_dim=32, qk_pos_emb_head_dim=16,
                      v_head_dim=32, num_experts=8, moe_router_topk=2, moe_ffn_hidden_size=64,
                      moe_shared_expert_intermediate_size=64, moe_first_dense_layers=1,
-                     moe_router_topk_scaling_factor=2.5, moe_router_num_groups=4, moe_router_group_topk=2),
+                     moe_router_topk_scaling_factor=2.5, moe_router_num_groups=2, moe_router_group_topk=1),
         # ~0.2B active non-embedding parameters (0.46B active with the 129k-vocab embedding and head,
         # 1.5B total): 16 layers of width 1024, 64 experts top-6 + 2 shared
         "small": dict(num_layers=16, hidden_size=1024, ffn_hidden_size=4096, num_attention_heads=16,
