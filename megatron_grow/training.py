@@ -20,7 +20,7 @@ from megatron.core import parallel_state as ps
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_grow import checkpointing, flops
-from megatron_grow.lifetime import die_with_parent
+from megatron_grow.lifetime import STOP_SIGNALS, die_with_parent
 from megatron_grow.monitor import Monitor
 from megatron_grow.platform import collective_device
 from megatron_grow.runstate import State, common_state
@@ -29,11 +29,6 @@ from megatron_grow.telemetry import GpuTelemetry
 
 class Stopped(RuntimeError):
     """The run stopped early, after saving: a signal (SIGTERM, SIGINT, SIGUSR1) or --exit-duration-in-mins."""
-
-
-# SIGHUP: the terminal closed or, for torchrun's workers, torchrun died (the kernel sends it to each
-# worker thread, so repeats of it are one request, never the "second signal" that ends waiting)
-STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP")
 
 
 class StopRequests:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -45,14 +47,25 @@ def kill_job(tag: str) -> None:
             pass
 
 
-def launch(cmd: list[str], log, env: dict | None = None) -> subprocess.Popen:
-    """Start ``cmd`` in the repository with output to the open file ``log``; ``.tag`` names its job
-    for :func:`job_processes` and :func:`kill_job`."""
+def job_env(env: dict | None = None) -> tuple[dict, str]:
+    """The environment of a job a test starts, and the tag that names the job (:func:`kill_job`)."""
     # not the torch.distributed variables of an in-process world some tests start
     inherited = {k: v for k, v in os.environ.items()
                  if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     tag = uuid.uuid4().hex
-    full_env = dict(inherited, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **{JOB_TAG: tag}, **(env or {}))
+    return dict(inherited, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **{JOB_TAG: tag}, **(env or {})), tag
+
+
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def launch(cmd: list[str], log, env: dict | None = None) -> subprocess.Popen:
+    """Start ``cmd`` in the repository with output to the open file ``log``; ``.tag`` names its job
+    for :func:`job_processes` and :func:`kill_job`."""
+    full_env, tag = job_env(env)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     proc.tag = tag
@@ -65,6 +78,7 @@ def run(cmd: list[str], timeout: float = 300, env: dict | None = None,
 
     Output goes to a file, not a pipe, so a leftover child of a killed run (dist_checkpointing's
     spawned helper) cannot keep us waiting; leftovers of the job are killed afterwards."""
+    start = time.monotonic()
     with tempfile.TemporaryFile(mode="w+") as log:
         proc = launch(cmd, log, env)
         try:
@@ -76,6 +90,10 @@ def run(cmd: list[str], timeout: float = 300, env: dict | None = None,
         proc.wait()
         log.seek(0)
         out = log.read()
+    if os.environ.get("MEGATRON_GROW_JOB_LOG"):  # where the slow lane's time goes: one line per job
+        with open(os.environ["MEGATRON_GROW_JOB_LOG"], "a") as f:
+            f.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                                "cmd": " ".join(cmd[1:8]), "seconds": round(time.monotonic() - start, 2)}) + "\n")
     if timed_out:
         pytest.fail(f"timed out after {timeout}s (a hung collective?): {' '.join(cmd)}\n{out[-4000:]}")
     res = subprocess.CompletedProcess(cmd, proc.returncode, out, "")

@@ -1,17 +1,10 @@
 """The example launch scripts really run: a CPU smoke variant of each (2 processes, tiny preset)."""
 
 import os
-import socket
 
 import pytest
 
-from conftest import ROOT, read_metrics, run
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
+from conftest import ROOT, free_port, read_metrics, run
 
 
 @pytest.mark.parametrize("script,grow_tp,extra", [("pretrain_llama3_grow.sh", "2", {}),

@@ -113,8 +113,9 @@ def test_sigterm_saves_and_stops(tmp_path, target):
     import time
 
     ck, m, log = str(tmp_path / "ck"), tmp_path / "m.jsonl", tmp_path / "log"
+    # (a checkpoint every 2 iterations: the writer's helper process then exists when the signal comes)
     args = [*ARGS, "--tensor-model-parallel-size", "2", "--train-iters", "100000", "--save", ck,
-            "--metrics-file", str(m)]
+            "--save-interval", "2", "--metrics-file", str(m)]
     proc = _launch(2, args, log)
     try:
         deadline = time.time() + 240
