@@ -101,6 +101,8 @@ class RunConfig:
     muon_split_qkv: str = "off"
     muon_tp_mode: str = "duplicated"
     muon_dp_spread: str = "auto"
+    # shard the optimizer state (fp32 masters, moments) over the data-parallel group (ZeRO-1)
+    use_distributed_optimizer: bool = False
     ns_backend: str = "auto"
     # muP (megatron_grow/mup.py)
     mup: bool = False

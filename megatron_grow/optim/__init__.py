@@ -2,12 +2,24 @@
 for bf16 models, global-norm clipping over the model-parallel group, a megatron-core
 OptimizerParamScheduler, and a dist_checkpointing sharded state dict keyed like the parameters.
 
+--use-distributed-optimizer shards the optimizer (ZeRO-1): the parameters are cut into pieces, each
+with one owner in its data-parallel group (routed experts: the expert-data-parallel group), largest
+first to the least loaded rank. Only the owner keeps a piece's fp32 master and moments and steps it,
+then each rank broadcasts what it updated. AdamW's pieces are row ranges (it is elementwise), at most
+1/(8 DP) of the group's parameters each, so no rank holds much more than 1/DP; Muon-NSGD's are whole
+tensors (Newton-Schulz needs the whole matrix, NSGD the whole tensor's norm). Checkpoints hold the
+same keys either way (each piece's owner writes its rows), so a checkpoint loads at any DP size,
+sharded or not, and growth moves the state as before.
+
 megatron-core's own optimizer wrappers assume CUDA tensors; this path runs the same on CPU and GPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
+import torch.distributed as dist
 from megatron.core import parallel_state as ps
 from megatron.core.dist_checkpointing.optimizer import (
     get_param_id_to_sharded_param_map,
@@ -17,7 +29,7 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 from megatron.core.transformer.module import param_is_not_shared
 
-from megatron_grow.optim.muon import MuonNSGD, ParamInfo
+from megatron_grow.optim.muon import MuonNSGD, ParamInfo, assign_owners
 
 
 def _no_decay(name: str, p) -> bool:
@@ -39,16 +51,26 @@ class Optimizer:
         self.params = [p for _, p in named]
         self.expert = [is_expert(n) for n, _ in named]  # routed experts: split over EP, not replicated
         self.has_experts = bool(getattr(cfg, "num_experts", None))  # (a stage may hold none of them)
-        # bf16 models keep fp32 master copies; fp32 models step their own parameters.
-        self.masters = [p.detach().float().clone() if p.dtype != torch.float32 else p for p in self.params]
+        # the pieces this rank steps, (parameter index, first row, end row): every parameter whole, or
+        # with --use-distributed-optimizer its own share, per (DP group, [the pieces each of its ranks owns])
+        self.shares = _ownership(model, self.params, self.expert, split=cfg.optimizer == "adam") \
+            if cfg.use_distributed_optimizer else []
+        self.pieces = [x for group, per_rank in self.shares for x in per_rank[dist.get_rank(group)]] \
+            if self.shares else [(i, 0, len(p)) for i, p in enumerate(self.params)]
+        # bf16 models keep fp32 master copies; fp32 models step their own parameters (or rows of them).
+        self.masters = [_master(self.params[i], a, b) for i, a, b in self.pieces]
+        self.copied = [self.params[i].dtype != torch.float32 for i, _, _ in self.pieces]  # (else the rows themselves)
         # one group per (weight-decay, LR) multiplier pair; the scheduler drives each group's LR
         # between its own max_lr and min_lr (muP scales some groups' LR)
         # (--grow-new-layer-lr-mult: the layers a growth added get groups of their own, marked new_layers)
         new = new_layers(cfg)
-        groups: dict[tuple[float, float, bool], list] = {}
-        for (n, p), m in zip(named, self.masters, strict=True):
-            key = (0.0 if _no_decay(n, p) else 1.0, mup.lr_multiplier(cfg, n, p), layer_index(n) in new)
-            groups.setdefault(key, []).append(m)
+        def key(n, p):
+            return 0.0 if _no_decay(n, p) else 1.0, mup.lr_multiplier(cfg, n, p), layer_index(n) in new
+
+        # (every rank of a DP group has the same groups, sharded or not: some may hold none of its masters)
+        groups: dict[tuple[float, float, bool], list] = {key(n, p): [] for n, p in named}
+        for (i, _, _), m in zip(self.pieces, self.masters, strict=True):
+            groups[key(*named[i])].append(m)
         groups = [{"params": ms, "wd_mult": wd, "max_lr": cfg.lr * lr, "min_lr": cfg.min_lr * lr,
                    **({"new_layers": True} if is_new else {})}
                   for (wd, lr, is_new), ms in sorted(groups.items(), key=lambda kv: (kv[0][1] != 1.0, kv[0][2],
@@ -56,10 +78,11 @@ class Optimizer:
         self.new_layer_lr = new_layer_lr_factor(cfg) if new else None
         self.last_new_layer_lr = None
         # Group order fixes the state-dict ids: remember the model-param order behind it.
-        order = {id(m): i for i, m in enumerate(self.masters)}
-        self.params_in_group_order = [self.params[order[id(m)]] for g in groups for m in g["params"]]
-        if cfg.optimizer == "muon-nsgd":
-            self.optimizer = _muon(cfg, groups, named, self.masters)
+        order = {id(m): j for j, m in enumerate(self.masters)}
+        self.pieces_in_group_order = [self.pieces[order[id(m)]] for g in groups for m in g["params"]]
+        if cfg.optimizer == "muon-nsgd":  # (its pieces are whole parameters)
+            self.optimizer = _muon(cfg, groups, [named[i] for i, _, _ in self.pieces], self.masters,
+                                   spread=not self.shares)
         else:
             self.optimizer = torch.optim.AdamW(
                 groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
@@ -89,8 +112,9 @@ class Optimizer:
         ``norm``: the gradient norm when the caller already computed it."""
         norm = self.grad_norm() if norm is None else norm
         scale = self.clip_grad / (norm + 1e-6) if self.clip_grad and norm > self.clip_grad else 1.0
-        for p, m in zip(self.params, self.masters, strict=True):
-            m.grad = p.main_grad.float() * scale if scale != 1.0 else p.main_grad.float()
+        for (i, a, b), m in zip(self.pieces, self.masters, strict=True):
+            g = self.params[i].main_grad[a:b].float()
+            m.grad = g * scale if scale != 1.0 else g
         new = [g for g in self.optimizer.param_groups if g.get("new_layers")] if iteration is not None else []
         scheduled = [g["lr"] for g in new]
         for g in new:  # this step only: the scheduler's values stay its own
@@ -99,11 +123,25 @@ class Optimizer:
         self.optimizer.step()
         for g, lr in zip(new, scheduled, strict=True):
             g["lr"] = lr
-        for p, m in zip(self.params, self.masters, strict=True):
+        for (i, a, b), m, copied in zip(self.pieces, self.masters, self.copied, strict=True):
             m.grad = None
-            if m is not p:
-                p.copy_(m)
+            if copied:
+                self.params[i][a:b].copy_(m)
+        self._share_updates()
         return norm
+
+    def _share_updates(self) -> None:
+        """Sharded: each rank broadcasts the parameters it owns (one flat buffer per rank) to its group."""
+        for group, per_rank in self.shares:
+            for r, pieces in enumerate(per_rank):
+                if not pieces:
+                    continue
+                rows = [self.params[i].detach()[a:b] for i, a, b in pieces]
+                flat = torch.cat([x.reshape(-1) for x in rows])
+                dist.broadcast(flat, src=dist.get_global_rank(group, r), group=group)
+                if r != dist.get_rank(group):
+                    for x, y in zip(rows, flat.split([x.numel() for x in rows]), strict=True):
+                        x.copy_(y.view_as(x))
 
     # --- checkpointing -------------------------------------------------------------------
     def init_state(self):
@@ -122,14 +160,21 @@ class Optimizer:
         if is_loading:
             self.init_state()
         sd = self.optimizer.state_dict()
-        for i, m in enumerate(m for g in self.optimizer.param_groups for m in g["params"]):
-            if m is not self.params_in_group_order[i] and i in sd["state"]:
-                sd["state"][i]["fp32_param"] = m
-        id_map = get_param_id_to_sharded_param_map(model_sharded_state_dict, self.params_in_group_order)
+        masters = [m for g in self.optimizer.param_groups for m in g["params"]]
+        for j, (i, _, _) in enumerate(self.pieces_in_group_order):
+            if self.params[i].dtype != torch.float32 and j in sd["state"]:
+                sd["state"][j]["fp32_param"] = masters[j]
+        whole = get_param_id_to_sharded_param_map(model_sharded_state_dict, self.params)
+        id_map = {j: _rows(whole[i], a, b, len(self.params[i]))
+                  for j, (i, a, b) in enumerate(self.pieces_in_group_order)}
         steps = {float(s["step"]) for s in sd["state"].values() if "step" in s}
         if len(steps) > 1:
             raise ValueError(f"optimizer steps differ across parameters: {steps}")
         optim_state_to_sharding_state(sd, id_map, exclude_keys=("step",))
+        if self.shares:  # the owner is the one data-parallel replica that writes (and reads) the state
+            for s in sd["state"].values():
+                for t in s.values():
+                    t.replica_id = (*t.replica_id[:-1], 0)
         sd["common_step"] = steps.pop() if steps else 0.0
         return sd
 
@@ -142,9 +187,9 @@ class Optimizer:
     @torch.no_grad()
     def sync_masters_from_params(self) -> None:
         """After the weights were changed in place (growth), make the fp32 masters match them."""
-        for p, m in zip(self.params, self.masters, strict=True):
-            if m is not p:
-                m.copy_(p)
+        for (i, a, b), m, copied in zip(self.pieces, self.masters, self.copied, strict=True):
+            if copied:
+                m.copy_(self.params[i][a:b])
 
     def load_state_dict(self, sd):
         """The saved state; each group's LR bounds stay the ones this run's flags give (a resume
@@ -163,6 +208,63 @@ class Optimizer:
         with torch.no_grad():
             for i, t in masters.items():
                 flat[i].copy_(t)
+
+
+def _master(p: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """The tensor the optimizer steps for rows a:b of ``p``: ``p`` itself (fp32, whole), a view of its
+    rows (fp32), or an fp32 copy of them (bf16)."""
+    if p.dtype != torch.float32:
+        return p.detach()[a:b].float().clone()
+    return p if (a, b) == (0, len(p)) else p.detach()[a:b]
+
+
+def _rows(sharded, a: int, b: int, rows: int):
+    """A parameter's ShardedTensor narrowed to its local rows a:b (a piece of the sharded optimizer);
+    pieces have equal sizes that divide the local rows, so their offsets stay on a regular grid."""
+    if (a, b) == (0, rows):
+        return sharded
+    axis = sharded.prepend_axis_num  # the local tensor's first axis in the global one
+    offset = list(sharded.global_offset)
+    offset[axis] += a
+    frag = list(sharded.axis_fragmentations)
+    frag[axis] *= rows // (b - a)
+    return dataclasses.replace(sharded, data=sharded.data[a:b], local_shape=(b - a, *sharded.local_shape[1:]),
+                               global_offset=tuple(offset), axis_fragmentations=tuple(frag))
+
+
+def _ownership(model, params: list, expert: list[bool], split: bool) -> list[tuple[object, list[list[tuple]]]]:
+    """--use-distributed-optimizer: (group, the pieces (index, first row, end row) each of its ranks owns),
+    for the data-parallel group (dense parameters) and the expert-data-parallel group (routed experts),
+    balanced by size (the state's memory). ``split``: cut parameters into equal row ranges of at most
+    1/(8 x group size) of the group's parameters (not those saved through a factory: the gated MLP's
+    [gate; up], whose rows the checkpoint interleaves across TP ranks). All TP ranks of one DP position
+    own the same pieces (same local shapes, same rule), so TP-sharded Muon matrices are orthogonalised
+    together."""
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+
+    from megatron_grow.checkpointing import model_sharded_state_dict
+
+    plain = set()
+    if split:
+        sharded = get_param_id_to_sharded_param_map(model_sharded_state_dict(model), params)
+        plain = {i for i, t in sharded.items() if isinstance(t, ShardedTensor) and t.axis_fragmentations is not None}
+    out = []
+    for kind, group in ((False, ps.get_data_parallel_group()), (True, ps.get_expert_data_parallel_group())):
+        idx = [i for i, e in enumerate(expert) if e == kind]
+        if kind and not idx:
+            continue
+        n = dist.get_world_size(group)
+        most = sum(params[i].numel() for i in idx) / (8 * n)
+        pieces = []
+        for i in idx:
+            rows, numel = len(params[i]), params[i].numel()
+            k = next(k for k in range(1, rows + 1) if rows % k == 0 and (numel / k <= most or k == rows)) \
+                if i in plain and n > 1 else 1
+            pieces += [(i, j * rows // k, (j + 1) * rows // k) for j in range(k)]
+        sizes = [params[i][a:b].numel() for i, a, b in pieces]
+        owner = assign_owners(sizes, n)
+        out.append((group, [[x for x, o in zip(pieces, owner, strict=True) if o == r] for r in range(n)]))
+    return out
 
 
 def new_layers(cfg) -> set[int]:
@@ -192,7 +294,7 @@ def new_layer_lr_factor(cfg):
     return factor
 
 
-def _muon(cfg, groups, named, masters) -> MuonNSGD:
+def _muon(cfg, groups, named, masters, spread: bool = True) -> MuonNSGD:
     """Muon-NSGD over the masters: Muon for 2-D weights inside decoder layers, NSGD for the rest."""
     from megatron_grow.config import ns_coefficients
     from megatron_grow.models.names import is_expert, is_muon_matrix
@@ -210,7 +312,8 @@ def _muon(cfg, groups, named, masters) -> MuonNSGD:
             qkv=(ng // tp, heads // ng, head_dim) if n.endswith("self_attention.linear_qkv.weight") else None,
         )
     dp, edp = ps.get_data_parallel_world_size(), ps.get_expert_data_parallel_world_size()
-    spread = cfg.muon_dp_spread == "on" or (cfg.muon_dp_spread == "auto" and dp > 1)
+    # (sharded, each rank steps only what it owns: nothing to spread)
+    spread = spread and (cfg.muon_dp_spread == "on" or (cfg.muon_dp_spread == "auto" and dp > 1))
     return MuonNSGD(
         groups, info, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
         nesterov=cfg.muon_nesterov, ns_steps=cfg.muon_ns_steps, coefficients=ns_coefficients(cfg),

@@ -63,6 +63,17 @@ def _merge(parts: list[torch.Tensor], W: torch.Tensor, qkv, mode: str) -> torch.
     return torch.cat([q, k, v], dim=1).view_as(W)
 
 
+def assign_owners(costs: list[float], n: int) -> list[int]:
+    """An owner in 0..n-1 for each item: largest first, each to the least loaded rank (ties: lowest
+    rank, then item order), so every rank computes the same assignment."""
+    load, owner = [0.0] * n, [0] * len(costs)
+    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        r = load.index(min(load))
+        owner[i] = r
+        load[r] += costs[i]
+    return owner
+
+
 class MuonNSGD(torch.optim.Optimizer):
     def __init__(self, params, info: dict[int, ParamInfo], lr: float = 1e-2, weight_decay: float = 0.01,
                  momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5, coefficients=QUINTIC,
@@ -165,13 +176,9 @@ class MuonNSGD(torch.optim.Optimizer):
         dp = dist.get_world_size(group) if group is not None else 1
         if dp == 1:
             return [self._orthogonalise(u, self.info[id(p)]) for p, _, u in matrices]
-        # spread: matrix i is orthogonalised by DP rank owner[i] (greedy size balance), then one
-        # all-reduce over DP hands every rank every update (the others contribute zeros)
-        load, owner = [0] * dp, []
-        for _, _, u in matrices:
-            r = load.index(min(load))
-            owner.append(r)
-            load[r] += u.numel() * min(u.shape)
+        # spread: matrix i is orthogonalised by DP rank owner[i] (balanced by Newton-Schulz cost), then
+        # one all-reduce over DP hands every rank every update (the others contribute zeros)
+        owner = assign_owners([u.numel() * min(u.shape) for _, _, u in matrices], dp)
         me = dist.get_rank(group)
         out = [self._orthogonalise(u, self.info[id(p)]) if owner[i] == me else torch.zeros_like(u)
                for i, (p, _, u) in enumerate(matrices)]
