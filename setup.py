@@ -18,7 +18,7 @@ setup(
     ],
     extras_require={
         # triton: kernel tests run on CPU under TRITON_INTERPRET=1
-        "dev": ["pytest", "pytest-timeout", "tensorboard", "matplotlib", "triton", "ruff>=0.17,<0.18",
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "tensorboard", "matplotlib", "triton", "ruff>=0.17,<0.18",
                 "transformers>=5,<6", "safetensors"],
         # tools/export_hf.py
         "hf": ["transformers>=5,<6", "safetensors"],

@@ -27,6 +27,8 @@ fi
 if [ "$lane" = all ] || [ "$lane" = slow ]; then
   echo "[test] slow lane: tests that start processes"
   start=$SECONDS
-  "${pytest[@]}" -m multiprocess --durations=20 || [ $? -eq 5 ]
+  # two pytest workers, a test file each (its module fixtures stay in one worker): half the jobs are one
+  # process, which leaves a core idle; MULTIPROCESS_WORKERS=1 runs them one after another
+  "${pytest[@]}" -m multiprocess -n "${MULTIPROCESS_WORKERS:-2}" --dist loadfile --durations=20 || [ $? -eq 5 ]
   echo "[test] slow lane: $((SECONDS - start)) s"
 fi
