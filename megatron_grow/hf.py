@@ -325,30 +325,26 @@ def flags_from_hf(c) -> tuple[list[str], list[str]]:
     kind = getattr(c, "model_type", None)
     if kind not in ("llama", "gpt2", "deepseek_v3"):
         return [], [f"model_type {kind!r}: only llama (-> llama3), gpt2 and deepseek_v3 (-> deepseek-v3) are imported"]
-    P = []
+    family = {"llama": "llama3", "deepseek_v3": "deepseek-v3"}.get(kind, kind)
+    fam = FAMILIES[family]
+    P = [] if kind == "gpt2" else _rope_problems(c, fam["rotary_base"])
+    extra = []  # (problems after the fixed constants')
     if kind == "deepseek_v3":
-        return _deepseek_v3_flags(c)
-    if kind == "llama":
-        fam = FAMILIES["llama3"]
-        P += _rope_problems(c, fam["rotary_base"])
-        for what, got, want in [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]),
-                                ("hidden_act", c.hidden_act, "silu"), ("attention_bias", c.attention_bias, False),
-                                ("mlp_bias", c.mlp_bias, False)]:
-            if got != want:
-                P.append(f"{what} {got!r}: llama3 here has {want!r}")
+        checks, flags, extra = _deepseek_v3_flags(c, fam)
+    elif kind == "llama":
+        checks = [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]), ("hidden_act", c.hidden_act, "silu"),
+                  ("attention_bias", c.attention_bias, False), ("mlp_bias", c.mlp_bias, False)]
         flags = ["--model", "llama3", "--num-layers", c.num_hidden_layers, "--hidden-size", c.hidden_size,
                  "--ffn-hidden-size", c.intermediate_size, "--num-attention-heads", c.num_attention_heads,
                  "--num-query-groups", c.num_key_value_heads, "--kv-channels", c.head_dim,
                  "--vocab-size", c.vocab_size, "--max-position-embeddings", c.max_position_embeddings]
     else:
-        fam = FAMILIES["gpt2"]
-        for what, got, want in [("layer_norm_epsilon", c.layer_norm_epsilon, fam["norm_epsilon"]),
-                                ("activation_function", c.activation_function, "gelu_new")]:
-            if got != want:
-                P.append(f"{what} {got!r}: gpt2 here has {want!r}")
+        checks = [("layer_norm_epsilon", c.layer_norm_epsilon, fam["norm_epsilon"]),
+                  ("activation_function", c.activation_function, "gelu_new")]
         flags = ["--model", "gpt2", "--num-layers", c.n_layer, "--hidden-size", c.n_embd,
                  "--ffn-hidden-size", c.n_inner or 4 * c.n_embd, "--num-attention-heads", c.n_head,
                  "--vocab-size", c.vocab_size, "--max-position-embeddings", c.n_positions]
+    P += [f"{what} {got!r}: {family} here has {want!r}" for what, got, want in checks if got != want] + extra
     tie = ("--no-" if c.tie_word_embeddings else "--") + "untie-embeddings-and-output-weights"
     return [str(x) for x in flags] + [tie], P
 
@@ -364,17 +360,13 @@ def _rope_problems(c, base) -> list[str]:
     return P
 
 
-def _deepseek_v3_flags(c) -> tuple[list[str], list[str]]:
-    from megatron_grow.models import FAMILIES
-
-    fam = FAMILIES["deepseek-v3"]
-    P = _rope_problems(c, fam["rotary_base"])
+def _deepseek_v3_flags(c, fam: dict) -> tuple[list[tuple], list, list[str]]:
+    """(fixed constants as (field, HF's, ours), trainer flags, other problems) of a HF DeepseekV3 config."""
     k, groups, group_topk = c.num_experts_per_tok, c.n_group or 1, c.topk_group or 1
-    for what, got, want in [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]), ("hidden_act", c.hidden_act, "silu"),
-                            ("attention_bias", c.attention_bias, False), ("rope_interleave", c.rope_interleave, True),
-                            ("norm_topk_prob", c.norm_topk_prob, k > 1)]:
-        if got != want:
-            P.append(f"{what} {got!r}: deepseek-v3 here has {want!r}")
+    checks = [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]), ("hidden_act", c.hidden_act, "silu"),
+              ("attention_bias", c.attention_bias, False), ("rope_interleave", c.rope_interleave, True),
+              ("norm_topk_prob", c.norm_topk_prob, k > 1)]
+    P = []
     if groups > 1 and k // group_topk != 2:
         P.append(f"n_group {groups} with num_experts_per_tok {k} / topk_group {group_topk} != 2: megatron-core ranks "
                  f"groups by their top (topk / group-topk) scores, HF by their top 2")
@@ -392,8 +384,7 @@ def _deepseek_v3_flags(c) -> tuple[list[str], list[str]]:
              "--moe-router-score-function", "sigmoid", "--moe-router-enable-expert-bias",
              "--moe-router-topk-scaling-factor", c.routed_scaling_factor,
              "--moe-router-num-groups", groups, "--moe-router-group-topk", group_topk]
-    tie = ("--no-" if c.tie_word_embeddings else "--") + "untie-embeddings-and-output-weights"
-    return [str(x) for x in flags] + [tie], P
+    return checks, flags, P
 
 
 def read_hf(directory: str) -> tuple[object, dict[str, torch.Tensor]]:

@@ -79,7 +79,7 @@ class Optimizer:
         self.last_new_layer_lr = None
         # Group order fixes the state-dict ids: remember the model-param order behind it.
         order = {id(m): j for j, m in enumerate(self.masters)}
-        self.pieces_in_group_order = [self.pieces[order[id(m)]] for g in groups for m in g["params"]]
+        self.group_order = [order[id(m)] for g in groups for m in g["params"]]  # state id -> index in pieces
         if cfg.optimizer == "muon-nsgd":  # (its pieces are whole parameters)
             self.optimizer = _muon(cfg, groups, [named[i] for i, _, _ in self.pieces], self.masters,
                                    spread=not self.shares)
@@ -160,13 +160,12 @@ class Optimizer:
         if is_loading:
             self.init_state()
         sd = self.optimizer.state_dict()
-        masters = [m for g in self.optimizer.param_groups for m in g["params"]]
-        for j, (i, _, _) in enumerate(self.pieces_in_group_order):
-            if self.params[i].dtype != torch.float32 and j in sd["state"]:
-                sd["state"][j]["fp32_param"] = masters[j]
+        for k, j in enumerate(self.group_order):
+            if self.copied[j] and k in sd["state"]:
+                sd["state"][k]["fp32_param"] = self.masters[j]
         whole = get_param_id_to_sharded_param_map(model_sharded_state_dict, self.params)
-        id_map = {j: _rows(whole[i], a, b, len(self.params[i]))
-                  for j, (i, a, b) in enumerate(self.pieces_in_group_order)}
+        id_map = {k: _rows(whole[i], a, b, len(self.params[i]))
+                  for k, (i, a, b) in enumerate(self.pieces[j] for j in self.group_order)}
         steps = {float(s["step"]) for s in sd["state"].values() if "step" in s}
         if len(steps) > 1:
             raise ValueError(f"optimizer steps differ across parameters: {steps}")
