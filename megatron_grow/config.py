@@ -69,6 +69,19 @@ class RunConfig:
     decoder_first_pipeline_num_layers: int | None = None
     decoder_last_pipeline_num_layers: int | None = None
     pipeline_layers: str | None = None  # explicit per-stage layer counts, e.g. "1,3"
+    # split the sequence over the TP ranks outside attention and MLP (megatron's; always on for MoE with TP)
+    sequence_parallel: bool = False
+    # megatron DDP: all-reduce gradient buckets during backward (GPU/NCCL; also runs on gloo)
+    overlap_grad_reduce: bool = False
+    ddp_bucket_size: int | None = None  # parameters per gradient-reduction bucket (megatron's default)
+    overlap_param_gather: bool = False  # megatron's distributed optimizer only: refused with a reason
+    # activation recomputation (megatron's flags): "selective" recomputes --recompute-modules of each layer
+    # in backward, "full" whole layers (--recompute-method uniform: chunks of --recompute-num-layers
+    # layers; block: the first --recompute-num-layers layers of each pipeline stage)
+    recompute_granularity: str | None = None
+    recompute_method: str | None = None
+    recompute_num_layers: int | None = None
+    recompute_modules: str | None = None  # selective: comma-separated, default core_attn
     # training
     micro_batch_size: int = 4
     global_batch_size: int | None = None
@@ -212,6 +225,8 @@ CHOICES = {
     "ns_backend": ["auto", *NS_BACKENDS],
     "lr_decay_style": ["wsd", "cosine", "constant", "linear"],
     "lr_wsd_decay_style": ["linear", "cosine", "exponential", "minus_sqrt"],
+    "recompute_granularity": ["full", "selective"],
+    "recompute_method": ["uniform", "block"],
     "grow_placement": list(PLACEMENTS),
     "grow_init": list(INITS),
     "grow_optimizer_state": list(OPTIMIZER_STATE_MODES),
@@ -330,7 +345,7 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
     return (model_problems(cfg) + layout_problems(cfg) + batch_problems(cfg) + data_problems(cfg)
             + device_problems(cfg, device, te_available)
             + checkpoint_problems(cfg) + schedule_problems(cfg) + _optimizer_problems(cfg, device)
-            + _range_problems(cfg) + _new_layer_lr_problems(cfg))
+            + _range_problems(cfg) + _new_layer_lr_problems(cfg) + memory_problems(cfg, device))
 
 
 def model_problems(cfg: RunConfig) -> list[str]:
@@ -490,7 +505,8 @@ def _range_problems(cfg: RunConfig) -> list[str]:
                                                    "the recent mean)")
     P += bad("exit_duration_in_mins", lambda v: v > 0, "> 0 (minutes of wall-clock time before saving and stopping)")
     P += bad("distributed_timeout_minutes", lambda v: v > 0, "> 0 (minutes a collective may wait for a rank)")
-    for name in ("vocab_size", "save_interval", "exit_interval", "max_skipped_steps", "keep_last_k"):
+    for name in ("vocab_size", "save_interval", "exit_interval", "max_skipped_steps", "keep_last_k",
+                 "recompute_num_layers", "ddp_bucket_size"):
         v = getattr(cfg, name)
         if v is not None and v < 1:
             P.append(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
@@ -544,9 +560,6 @@ def _moe_problems(cfg: RunConfig) -> list[str]:
     for f in ("moe_ffn_hidden_size", "moe_shared_expert_intermediate_size"):
         if (getattr(cfg, f) or 0) % tp:
             P.append(f"--{f.replace('_', '-')} {getattr(cfg, f)} is not divisible by --tensor-model-parallel-size {tp}")
-    if tp > 1 and cfg.seq_length % tp:  # MoE with TP runs sequence parallel
-        P.append(f"--seq-length {cfg.seq_length} is not divisible by --tensor-model-parallel-size {tp} "
-                 f"(MoE with tensor parallelism splits the sequence over TP ranks)")
     if (cfg.moe_first_dense_layers or 0) < 0 or cfg.moe_layer_freq < 1:
         P.append("--moe-first-dense-layers must be >= 0 and --moe-layer-freq >= 1")
     P += _group_routing_problems(cfg)
@@ -556,6 +569,56 @@ def _moe_problems(cfg: RunConfig) -> list[str]:
         P.append("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid "
                  "(or --no-moe-router-enable-expert-bias)")
     return P
+
+
+RECOMPUTE_MODULES = ("core_attn", "mlp", "layernorm", "moe", "shared_experts", "mla_up_proj")
+MOE_RECOMPUTE_MODULES = ("moe", "shared_experts", "mla_up_proj")  # deepseek-v3's modules
+# recomputed by megatron-core 0.16's CheckpointWithoutOutput, which calls Transformer Engine's FP8 state
+TE_RECOMPUTE_MODULES = ("layernorm", "mla_up_proj")
+
+
+def sequence_parallel(cfg: RunConfig, tp: int | None = None) -> bool:
+    """Whether the sequence is split over TP ranks at TP size ``tp`` (default: the run's): with
+    --sequence-parallel, and always for MoE with TP (megatron-core requires it there)."""
+    tp = cfg.tensor_model_parallel_size if tp is None else tp
+    return tp > 1 and (cfg.sequence_parallel or bool(FAMILIES[cfg.model].get("moe")))
+
+
+def memory_problems(cfg: RunConfig, device: str) -> list[str]:
+    """Sequence parallelism, recomputation and overlap flags (megatron's rules, as flags)."""
+    P, tp = [], cfg.tensor_model_parallel_size
+    if sequence_parallel(cfg) and cfg.seq_length % tp:
+        P.append(f"--seq-length {cfg.seq_length} is not divisible by --tensor-model-parallel-size {tp} "
+                 f"(sequence parallelism{' (on for MoE with TP)' if cfg.num_experts else ''} splits the "
+                 f"sequence over TP ranks)")
+    g, method, n = cfg.recompute_granularity, cfg.recompute_method, cfg.recompute_num_layers
+    if g == "full" and (method is None or n is None):
+        P.append("--recompute-granularity full needs --recompute-method uniform|block and --recompute-num-layers N "
+                 "(uniform 1: every layer)")
+    if g != "full" and (method is not None or n is not None):
+        P.append("--recompute-method / --recompute-num-layers apply to --recompute-granularity full only")
+    if cfg.recompute_modules is not None:
+        bad = set(recompute_modules(cfg)) - set(RECOMPUTE_MODULES)
+        if g != "selective":
+            P.append("--recompute-modules applies to --recompute-granularity selective only")
+        elif bad or not recompute_modules(cfg):
+            P.append(f"--recompute-modules {cfg.recompute_modules!r}: choose comma-separated from "
+                     f"{', '.join(RECOMPUTE_MODULES)}")
+        elif set(recompute_modules(cfg)) & set(MOE_RECOMPUTE_MODULES) and not cfg.num_experts:
+            P.append(f"--recompute-modules {', '.join(MOE_RECOMPUTE_MODULES)} are deepseek-v3's (MoE, MLA) modules")
+        elif set(recompute_modules(cfg)) & set(TE_RECOMPUTE_MODULES) and cfg.transformer_impl != "transformer_engine":
+            P.append(f"--recompute-modules {', '.join(TE_RECOMPUTE_MODULES)} need Transformer Engine (megatron-core "
+                     f"recomputes them through it): use core_attn, mlp, moe or shared_experts with --transformer-impl "
+                     f"local")
+    if cfg.overlap_param_gather:
+        P.append("--overlap-param-gather needs megatron-core's distributed optimizer; this trainer's own "
+                 "(--use-distributed-optimizer, which Muon-NSGD needs) broadcasts the updated weights after the "
+                 "step: drop the flag")
+    return P
+
+
+def recompute_modules(cfg: RunConfig) -> list[str]:
+    return [m.strip() for m in (cfg.recompute_modules or "core_attn").split(",") if m.strip()]
 
 
 def _group_routing_problems(cfg: RunConfig) -> list[str]:

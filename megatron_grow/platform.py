@@ -10,7 +10,8 @@ This is the ONLY module that knows megatron-core assumes CUDA. On a CPU-only mac
 * ``Tensor.cuda()`` returns the tensor unchanged and ``torch.cuda.synchronize`` does nothing;
 * ``torch.cuda.Stream/Event/stream/current_stream`` become inert stand-ins (there is one
   stream on CPU, so waiting and recording are genuinely no-ops);
-* megatron's CUDA RNG tracker is replaced by one that forks the CPU generator;
+* megatron's CUDA RNG tracker is replaced by one that forks the CPU generator, and activation
+  recomputation's save / restore of the CUDA generator's state (beside the CPU one) does nothing;
 * ``dist.all_to_all_single`` takes its split sizes as lists: the MoE alltoall token dispatcher
   passes tensors / numpy arrays, which gloo rejects (the values are unchanged);
 * ``dist.all_gather`` into tensors of unequal first dimensions (the MoE allgather path under
@@ -162,6 +163,9 @@ def activate_cpu_compat() -> None:
     from megatron.core.tensor_parallel import random as mrandom
 
     mrandom._CUDA_RNG_STATE_TRACKER = _cpu_rng_tracker_class()()
+    # activation recomputation saves and restores the CUDA generator beside the CPU one: there is none
+    mrandom._get_cuda_rng_state = lambda *a, **k: None
+    mrandom._set_cuda_rng_state = lambda *a, **k: None
     mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
     _CPU_COMPAT_ACTIVE = True
 

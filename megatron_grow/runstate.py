@@ -40,11 +40,13 @@ def build_state(cfg, device: torch.device) -> State:
     model = build_model(cfg, tp, pp, device)
     ddp = DistributedDataParallel(
         config=model.config,
-        ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
-                                                 use_distributed_optimizer=False),
+        ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=cfg.overlap_grad_reduce,
+                                                 bucket_size=cfg.ddp_bucket_size, use_distributed_optimizer=False),
         module=model,
     )
     model.config.no_sync_func = ddp.no_sync
+    if cfg.overlap_grad_reduce:  # buckets start reducing as their grads are ready, in the last micro-batch's backward
+        model.config.grad_sync_func = ddp.start_grad_sync
     model.config.finalize_model_grads_func = finalize_model_grads
     optimizer = Optimizer(ddp.module, cfg)
     state = State(ddp, optimizer, build_scheduler(optimizer, cfg))

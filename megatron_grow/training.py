@@ -178,6 +178,21 @@ class Result:
     seconds: float = 0.0
 
 
+def memory_options(cfg, state) -> str:
+    """The memory-for-compute options the built model and DDP actually run with, for the banner."""
+    mc, ddp = state.model.module.config, state.model.ddp_config
+    out = ["sequence parallel"] if mc.sequence_parallel else []
+    if mc.recompute_granularity == "full":
+        out.append(f"recompute full ({mc.recompute_method} {mc.recompute_num_layers})")
+    elif mc.recompute_granularity == "selective":
+        out.append(f"recompute {','.join(mc.recompute_modules)}")
+    if ddp.overlap_grad_reduce:
+        out.append(f"grad reduce overlapped (buckets of {ddp.bucket_size} params)")
+    if cfg.use_distributed_optimizer:
+        out.append("distributed optimizer")
+    return " | " + ", ".join(out) if out else ""
+
+
 class Trainer:
     """The loop. Each iteration is a list of named steps: grow if due, step, log, stop if diverged,
     evaluate, save, stop if asked. ``data`` provides train_iterator(consumed_samples),
@@ -209,7 +224,7 @@ class Trainer:
         self.mon.print(f"model {c.model}/{c.preset}: {c.num_layers} layers, {flops.param_count(c) / 1e6:.2f}M params"
                        f"{active} | layout TP{c.tensor_model_parallel_size} PP{c.pipeline_model_parallel_size} "
                        f"DP{c.data_parallel_size} | global batch {c.global_batch_size} x {c.seq_length} tokens | "
-                       f"iters {self.state.iteration}->{c.train_iters}")
+                       f"iters {self.state.iteration}->{c.train_iters}{memory_options(c, self.state)}")
         self.tokens_per_iter = c.global_batch_size * c.seq_length
         self.flops_per_iter = flops.ledger(c, self.tokens_per_iter)
 

@@ -67,6 +67,17 @@ BASE = ["--mock-data"]
      "would freeze the new layers"),
     (["--num-layers", "1", "--grow-to-layers", "4", "--grow-at-iter", "5", "--grow-new-layer-lr-iters", "-3"], 1,
      "--grow-new-layer-lr-iters -3 must be >= 0"),
+    (["--recompute-granularity", "full"], 1, "--recompute-granularity full needs --recompute-method"),
+    (["--recompute-granularity", "selective", "--recompute-method", "uniform"], 1,
+     "--recompute-method / --recompute-num-layers apply to --recompute-granularity full only"),
+    (["--recompute-granularity", "selective", "--recompute-modules", "core_attn,nope"], 1,
+     "--recompute-modules 'core_attn,nope': choose comma-separated from"),
+    (["--recompute-granularity", "selective", "--recompute-modules", "moe"], 1, "are deepseek-v3's (MoE, MLA)"),
+    (["--recompute-granularity", "selective", "--recompute-modules", "layernorm"], 1,
+     "--recompute-modules layernorm, mla_up_proj need Transformer Engine"),
+    (["--overlap-param-gather"], 1, "--overlap-param-gather needs megatron-core's distributed optimizer"),
+    (["--sequence-parallel", "--tensor-model-parallel-size", "2", "--seq-length", "33"], 2,
+     "--seq-length 33 is not divisible by --tensor-model-parallel-size 2 (sequence parallelism splits"),
 ])
 def test_each_problem_is_named(argv, world, needle):
     found = problems(BASE + argv, world)

@@ -92,6 +92,8 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
     """megatron-core TransformerConfig for a RunConfig ``cfg`` at a (tp, pp) layout."""
     from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
 
+    from megatron_grow.config import recompute_modules, sequence_parallel
+
     fam = FAMILIES[cfg.model]
     bf16 = cfg.bf16
     kw = dict(
@@ -125,6 +127,10 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
         # megatron_grow.models.init overwrites every weight layout-independently.
         perform_initialization=True,
         deallocate_pipeline_outputs=device == "cuda",
+        sequence_parallel=sequence_parallel(cfg, tp),
+        recompute_granularity=cfg.recompute_granularity, recompute_method=cfg.recompute_method,
+        recompute_num_layers=cfg.recompute_num_layers,
+        recompute_modules=recompute_modules(cfg) if cfg.recompute_granularity == "selective" else None,
         num_layers_in_first_pipeline_stage=cfg.decoder_first_pipeline_num_layers,
         num_layers_in_last_pipeline_stage=cfg.decoder_last_pipeline_num_layers,
     )
@@ -163,28 +169,12 @@ def _mla_moe_kwargs(cfg, tp: int) -> dict:
         moe_z_loss_coeff=cfg.moe_z_loss_coeff, moe_token_dispatcher_type=cfg.moe_token_dispatcher_type,
         moe_router_dtype="fp32", moe_grouped_gemm=False,
         expert_model_parallel_size=cfg.expert_model_parallel_size, expert_tensor_parallel_size=tp,
-        sequence_parallel=tp > 1,  # megatron-core requires it for MoE with TP
     )
 
 
 def layer_spec(cfg, config):
-    """Layer spec: megatron's local modules with our SDPA core attention, or Transformer Engine."""
-    from megatron.core.models.gpt import gpt_layer_specs as specs
-
-    norm = FAMILIES[cfg.model]["normalization"]
-    if FAMILIES[cfg.model].get("moe"):
-        return _moe_block_spec(cfg, config, norm)
-    if cfg.transformer_impl == "transformer_engine":
-        return specs.get_gpt_layer_with_transformer_engine_spec(normalization=norm)
-    from megatron_grow.models.attention import SDPAttention
-
-    spec = specs.get_gpt_layer_local_spec(normalization=norm)
-    spec.submodules.self_attention.submodules.core_attention = SDPAttention
-    return spec
-
-
-def _moe_block_spec(cfg, config, norm):
-    """Per-layer specs (dense or MoE by the layer pattern, MLA attention) for this pipeline stage."""
+    """Per-layer specs for this pipeline stage: Transformer Engine's, or megatron's local modules with
+    our SDPA core attention and norms that take sequence parallelism (megatron's local norm refuses it)."""
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
     from megatron.core.transformer import multi_latent_attention
     from megatron.core.transformer.identity_op import IdentityOp
@@ -193,20 +183,22 @@ def _moe_block_spec(cfg, config, norm):
     from megatron_grow.models.layers import SequenceParallelNorm
 
     te = cfg.transformer_impl == "transformer_engine"
-    block = get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization=norm)
+    block = get_gpt_decoder_block_spec(config, use_transformer_engine=te,
+                                       normalization=FAMILIES[cfg.model]["normalization"])
     if te:
         return block
-    # local spec: megatron's core attention rejects MLA's q/k vs v head sizes, its norm sequence
-    # parallelism (which MoE with TP needs), its column-parallel kv down-projection loses grads at
-    # TP > 1 (megatron_grow/models/layers.py): a replicated one (TE's when installed, else ours)
     block.layer_norm = SequenceParallelNorm
     for spec in block.layer_specs:
         sub, attn = spec.submodules, spec.submodules.self_attention.submodules
         attn.core_attention = SDPAttention
-        attn.linear_kv_down_proj = multi_latent_attention.TELinear
         sub.input_layernorm = sub.pre_mlp_layernorm = SequenceParallelNorm
-        attn.q_layernorm = SequenceParallelNorm if attn.q_layernorm is not IdentityOp else IdentityOp
-        attn.kv_layernorm = SequenceParallelNorm if attn.kv_layernorm is not IdentityOp else IdentityOp
+        if config.multi_latent_attention:
+            # MLA: megatron's core attention rejects its q/k vs v head sizes, and its column-parallel
+            # kv down-projection loses grads at TP > 1 (megatron_grow/models/layers.py): a replicated
+            # one (TE's when installed, else ours)
+            attn.linear_kv_down_proj = multi_latent_attention.TELinear
+            attn.q_layernorm = SequenceParallelNorm if attn.q_layernorm is not IdentityOp else IdentityOp
+            attn.kv_layernorm = SequenceParallelNorm if attn.kv_layernorm is not IdentityOp else IdentityOp
     return block
 
 
