@@ -1,8 +1,8 @@
 """DeepSpeed ZeRO-1/2 against our optimizer, unsharded and --use-distributed-optimizer, on the same model.
 
-    python -m venv --system-site-packages /work/dsvenv
-    /work/dsvenv/bin/pip install --no-build-isolation "deepspeed==0.19.*" "torch==2.13.0"
-    /work/dsvenv/bin/python benchmarks/deepspeed_zero.py [--hidden-size 256 --num-layers 8 --steps 10]
+    python -m venv --system-site-packages .venv-deepspeed
+    .venv-deepspeed/bin/pip install --no-build-isolation "deepspeed==0.19.*" "torch==2.13.0"
+    .venv-deepspeed/bin/python benchmarks/deepspeed_zero.py [--hidden-size 256 --num-layers 8 --steps 10]
 
 For DP 2 and 4, one torchrun job each, one after another: our trainer (AdamW, unsharded and sharded)
 and DeepSpeed ZeRO stage 1 and 2 (deepspeed.initialize on the bare megatron-core GPTModel that our
