@@ -19,7 +19,7 @@ import torch.distributed as dist
 from megatron.core import parallel_state as ps
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
-from megatron_grow import checkpointing, flops
+from megatron_grow import checkpointing, flops, memory
 from megatron_grow.lifetime import STOP_SIGNALS, die_with_parent
 from megatron_grow.monitor import Monitor
 from megatron_grow.platform import collective_device
@@ -209,6 +209,8 @@ class Trainer:
         self.result = Result(cfg, state)
         self.saved = state.iteration  # the iteration of the latest checkpoint this run wrote (or loaded)
         self.describe()
+        for warning in memory.launch_warnings(cfg, memory.capacity(device)):
+            self.mon.print(warning)
         if cfg.grow_plan_text:
             self.mon.print(cfg.grow_plan_text)
         if self.growth_pending() and not cfg.save:
