@@ -1,13 +1,16 @@
-"""Models in one process: parameter counts, 0/1-layer models, SDPA attention vs megatron's own."""
+"""Models in one process: parameter counts, 0/1-layer models, init in every layout, SDPA attention vs
+megatron's own."""
 
 import dataclasses
+import os
+import sys
 
 import pytest
 import torch
 
-from conftest import cfg_for
+from conftest import ROOT, cfg_for, run
 from megatron_grow import flops
-from megatron_grow.models import build_model
+from megatron_grow.models import build_model, init
 
 
 @pytest.mark.parametrize("model", ["gpt2", "llama3", "deepseek-v3"])
@@ -59,6 +62,81 @@ def test_layout_independent_init(world):
     w0 = dict(a.named_parameters())["decoder.layers.0.self_attention.linear_qkv.weight"]
     w1 = dict(a.named_parameters())["decoder.layers.1.self_attention.linear_qkv.weight"]
     assert not torch.equal(w0, w1)
+
+
+def test_init_is_the_same_in_every_layout(world, tmp_path):
+    """Every weight, gathered from its shards, equals the TP1/PP1 one: LLaMA3 at TP4 (fused QKV with
+    GQA split over the ranks, gated fc1, row-parallel proj/fc2, vocab-parallel embedding and head) and
+    TP2 x PP2, GPT2 at TP2 x PP2 (positions, biases, the tied head on the last stage), DeepSeekV3 at
+    TP2 x EP2 (MLA, experts split over ranks and expert-TP, shared expert, router)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from init_layout_check import LAYOUTS, args
+
+    out = tmp_path / "gathered.pt"
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
+         os.path.join(ROOT, "tests", "init_layout_check.py"), str(out)], timeout=300)
+    got = torch.load(out)
+    from megatron_grow import config
+
+    for layout, (model, *_) in LAYOUTS.items():
+        ref = build_model(config.finalize(config.parse_args(args(model)), 1, "cpu"), 1, 1, torch.device("cpu"))
+        names = init.global_names(ref)
+        want = {names[n]: p for n, p in ref.named_parameters()}
+        assert set(got[layout]) == set(want), layout
+        for n, p in want.items():
+            assert torch.equal(got[layout][n], p), (layout, n)
+
+
+@pytest.mark.parametrize("tp", [2, 4])
+@pytest.mark.parametrize("dim,gated", [(0, False), (0, True), (1, False)], ids=["column", "gated-fc1", "row"])
+@pytest.mark.parametrize("size", [4096, 1200], ids=["tile-aligned", "unaligned"])
+def test_a_rank_draws_only_the_tiles_of_its_shard(monkeypatch, tp, dim, gated, size):
+    """The shards of a multi-tile tensor concatenate to the TP1 tensor (tile edges inside shards or
+    not), and each rank draws only the tiles its shard overlaps: exactly 1/TP of the tensor when the
+    shards are whole tiles, at most a tile more on each side of each span when not."""
+    shape = (size, 1000) if dim == 0 else (1000, size)
+    drawn = []
+    tile = init._tile
+
+    def counted(*a):
+        t = tile(*a)
+        drawn.append(t.numel())
+        return t
+
+    monkeypatch.setattr(init, "_tile", counted)
+    kw = dict(seed=3, std=0.02, num_layers=4, device="cpu", dtype=torch.float32)
+    name = "decoder.layers.1.mlp.linear_fc1.weight"
+    full = init.shard_init(name, shape, None, 1, 0, False, **kw)
+    assert sum(drawn) == full.numel()
+    assert full.std().item() == pytest.approx(0.02, rel=0.02) and abs(full.mean().item()) < 1e-3
+    shards, per_rank = [], []
+    for rank in range(tp):
+        drawn.clear()
+        shards.append(init.shard_init(name, shape, dim, tp, rank, gated, **kw))
+        per_rank.append(sum(drawn))
+    if gated:
+        halves = [s.chunk(2, dim=dim) for s in shards]
+        shards = [h[0] for h in halves] + [h[1] for h in halves]
+    assert torch.equal(torch.cat(shards, dim=dim), full)
+    spans = 2 if gated else 1
+    if size % (256 * tp * spans) == 0:
+        assert per_rank == [full.numel() // tp] * tp
+    else:
+        assert max(per_rank) <= full.numel() // tp + spans * 2 * 256 * 1000, per_rank
+
+
+def test_init_std_rules():
+    """N(0, std) within 2%, the residual outputs std / sqrt(2 L), biases 0 and norm scales 1."""
+    kw = dict(dim=None, tp=1, tp_rank=0, gated=False, seed=3, std=0.02, num_layers=4, device="cpu",
+              dtype=torch.float32)
+    qkv = init.shard_init("decoder.layers.0.self_attention.linear_qkv.weight", (768, 512), **kw)
+    proj = init.shard_init("decoder.layers.0.self_attention.linear_proj.weight", (512, 512), **kw)
+    assert qkv.std().item() == pytest.approx(0.02, rel=0.02) and abs(qkv.mean().item()) < 1e-3
+    assert proj.std().item() == pytest.approx(0.02 / 8 ** 0.5, rel=0.02)
+    assert not torch.equal(qkv[:512], proj * 8 ** 0.5)  # tiles seeded by name, not only by position
+    assert torch.equal(init.shard_init("decoder.layers.0.self_attention.linear_qkv.bias", (768,), **kw),
+                       torch.zeros(768))
+    assert torch.equal(init.shard_init("decoder.final_layernorm.weight", (512,), **kw), torch.ones(512))
 
 
 @pytest.mark.parametrize("groups", [4, 2, 1])

@@ -12,7 +12,7 @@ import conftest
 from conftest import ROOT
 from megatron_grow import config, mup, platform, runstate
 from megatron_grow.models import build_model
-from megatron_grow.models.init import _generator, global_names
+from megatron_grow.models.init import draw, global_names
 from megatron_grow.models.names import is_residual_output
 
 STD = 0.02
@@ -77,7 +77,7 @@ def test_mup_off_is_todays_init_bit_for_bit(world, model):
         if p.ndim == 1:
             continue
         std = STD / math.sqrt(2.0 * 2) if is_residual_output(names[n]) else STD
-        ref = torch.empty(p.shape).normal_(0.0, std, generator=_generator(cfg.seed, names[n], "cpu"))
+        ref = draw(cfg.seed, names[n], p.shape, (0, p.shape[0]), (0, p.shape[1]), "cpu").mul_(std)
         assert torch.equal(p, ref), n
     assert sp.mup_hooks == {"output": [], "depth": []}
     base = build_model(cfg_for(model, num_layers=2, mup=True, mup_base_hidden_size=cfg.hidden_size), 1, 1,

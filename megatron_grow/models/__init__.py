@@ -88,6 +88,10 @@ def padded_vocab_size(vocab_size: int, divisible_by: int = 128) -> int:
     return -(-vocab_size // divisible_by) * divisible_by
 
 
+def _no_init(weight) -> None:
+    """megatron's init method for every weight: nothing (megatron_grow.models.init draws them)."""
+
+
 def transformer_config(cfg, tp: int, pp: int, device: str):
     """megatron-core TransformerConfig for a RunConfig ``cfg`` at a (tp, pp) layout."""
     from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
@@ -123,9 +127,10 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
         apply_rope_fusion=False,
         gradient_accumulation_fusion=False,
         persist_layer_norm=False,
-        # megatron's own init runs (it also tags each weight with its TP partition dim), then
-        # megatron_grow.models.init overwrites every weight layout-independently.
-        perform_initialization=True,
+        # megatron's own init runs only to tag each weight with its TP partition dim (it does that in
+        # its init): its init methods draw nothing, megatron_grow.models.init draws every weight once
+        perform_initialization=True, init_method=_no_init, output_layer_init_method=_no_init,
+        embedding_init_method=_no_init,
         deallocate_pipeline_outputs=device == "cuda",
         sequence_parallel=sequence_parallel(cfg, tp),
         recompute_granularity=cfg.recompute_granularity, recompute_method=cfg.recompute_method,
@@ -141,10 +146,6 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
             + [["decoder"] * stages[-1] + ["loss"]])
     if fam.get("moe"):
         kw.update(_mla_moe_kwargs(cfg, tp))
-    if cfg.num_layers == 0:  # megatron's default scales by 1/sqrt(2 L); init.py applies our rule
-        from megatron.core.utils import init_method_normal
-
-        kw["output_layer_init_method"] = init_method_normal(cfg.init_method_std)
     return (MLATransformerConfig if fam.get("multi_latent_attention") else TransformerConfig)(**kw)
 
 

@@ -1,8 +1,11 @@
 """Layout-independent initialisation: every weight is a function of (seed, global parameter name).
 
-Each parameter's FULL (unsharded) tensor is drawn from a generator seeded by a hash of the seed
-and its global name (layers numbered globally, across pipeline stages), then this rank keeps its
-tensor-parallel shard. So a TP1/PP1 run and a TP2/PP2 run start from identical weights.
+A 2-D weight's FULL (unsharded) tensor is cut into TILE x TILE tiles (a constant, whatever the
+TP/PP/EP layout); tile (i, j) is drawn from its own generator, seeded by a hash of the seed, the
+global name (layers numbered globally, across pipeline stages; experts across expert-parallel
+ranks) and (i, j). A rank draws only the tiles its tensor-parallel shard overlaps and copies the
+overlap, so it pays about 1/TP of the full tensor's draws, and a TP1/PP1 run and a TP2/PP2 run
+start from identical weights.
 
 Rule (GPT-2 / Megatron): weights ~ N(0, std); residual-branch output projections (attention
 ``linear_proj`` and MLP ``linear_fc2``) ~ N(0, std / sqrt(2 L)); biases 0; norm scales 1.
@@ -20,6 +23,8 @@ import torch
 from megatron.core import parallel_state as ps
 
 from megatron_grow.models.names import EXPERT, LAYER, is_expert, is_residual_output
+
+TILE = 256  # a tile's side: shards of the usual widths (multiples of 256 x TP) cut no tile
 
 
 def global_names(model) -> dict[str, str]:
@@ -53,15 +58,13 @@ def full_shape(param, tp: int) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def local_shard(full: torch.Tensor, param, name: str, tp: int, tp_rank: int, gated: bool) -> torch.Tensor:
-    """This TP rank's slice of a full tensor, in megatron's local layout."""
-    if not getattr(param, "tensor_model_parallel", False) or tp == 1:
-        return full
-    dim = param.partition_dim
-    if gated and "linear_fc1" in name:  # local (dense, expert, shared) fc1 is [gate shard; up shard]
-        halves = full.chunk(2, dim=dim)
-        return torch.cat([h.chunk(tp, dim=dim)[tp_rank] for h in halves], dim=dim)
-    return full.chunk(tp, dim=dim)[tp_rank]
+def shard_spans(size: int, tp: int, tp_rank: int, gated: bool) -> list[tuple[int, int]]:
+    """The [start, stop) ranges, along the partition dim of a tensor of ``size`` there, that this TP
+    rank holds, in its local order: one chunk, or for gated fc1 ([gate; up], local (dense, expert,
+    shared) fc1 is [gate shard; up shard]) one chunk of each half."""
+    halves = 2 if gated else 1
+    n = size // halves // tp
+    return [(h * size // halves + tp_rank * n, h * size // halves + (tp_rank + 1) * n) for h in range(halves)]
 
 
 def _generator(seed: int, name: str, device) -> torch.Generator:
@@ -69,24 +72,54 @@ def _generator(seed: int, name: str, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def full_init(name: str, shape, seed: int, std: float, num_layers: int, device, dtype,
-              width_mult: float = 1.0) -> torch.Tensor:
-    """The full tensor the init rule gives the parameter with global name ``name``.
+def _tile(seed: int, name: str, shape, i: int, j: int, device) -> torch.Tensor:
+    """Tile (i, j) of the full 2-D tensor ``name`` of ``shape``: N(0, 1) from its own generator."""
+    rows, cols = min(TILE, shape[0] - i * TILE), min(TILE, shape[1] - j * TILE)
+    return torch.empty(rows, cols, device=device).normal_(generator=_generator(seed, f"{name}/{i},{j}", device))
 
-    ``width_mult`` is muP's m (1: standard parametrisation, computed exactly as before)."""
-    leaf = name.rsplit(".", 1)[-1]
-    if len(shape) == 1:
-        is_norm_scale = leaf == "weight" and ("norm" in name or "layer_norm" in name)
-        return (torch.ones if is_norm_scale else torch.zeros)(shape, device=device, dtype=dtype)
+
+def draw(seed: int, name: str, shape, rows: tuple[int, int], cols: tuple[int, int], device) -> torch.Tensor:
+    """Rows [rows) x columns [cols) of the full N(0, 1) tensor ``name`` of ``shape`` (fp32), from the
+    tiles they overlap only."""
+    (r0, r1), (c0, c1) = rows, cols
+    out = torch.empty(r1 - r0, c1 - c0, device=device)
+    for i in range(r0 // TILE, -(-r1 // TILE)):
+        for j in range(c0 // TILE, -(-c1 // TILE)):
+            tile = _tile(seed, name, shape, i, j, device)
+            a, b, c, d = max(r0, i * TILE), min(r1, (i + 1) * TILE), max(c0, j * TILE), min(c1, (j + 1) * TILE)
+            out[a - r0:b - r0, c - c0:d - c0] = tile[a - i * TILE:b - i * TILE, c - j * TILE:d - j * TILE]
+    return out
+
+
+def init_std(name: str, ndim: int, std: float, num_layers: int, width_mult: float = 1.0) -> float:
+    """The std the rule gives the matrix with global name ``name``; ``width_mult`` is muP's m (1:
+    standard parametrisation)."""
     if width_mult != 1.0:
         from megatron_grow.mup import init_std_multiplier
 
-        std = std * init_std_multiplier(name, len(shape), width_mult)
+        std = std * init_std_multiplier(name, ndim, width_mult)
     if is_residual_output(name):
         std = std / math.sqrt(2.0 * max(num_layers, 1))
-    out = torch.empty(shape, device=device, dtype=torch.float32)
-    out.normal_(0.0, std, generator=_generator(seed, name, device))
-    return out.to(dtype)
+    return std
+
+
+def shard_init(name: str, shape, dim: int | None, tp: int, tp_rank: int, gated: bool, seed: int, std: float,
+               num_layers: int, device, dtype, width_mult: float = 1.0) -> torch.Tensor:
+    """This TP rank's shard (in megatron's local layout) of the full tensor the init rule gives the
+    parameter with global name ``name`` and full ``shape``, split along ``dim`` (None: not split)."""
+    if len(shape) == 1:
+        leaf = name.rsplit(".", 1)[-1]
+        is_norm_scale = leaf == "weight" and ("norm" in name or "layer_norm" in name)
+        local = shape[0] // tp if dim is not None else shape[0]
+        return (torch.ones if is_norm_scale else torch.zeros)(local, device=device, dtype=dtype)
+    assert len(shape) == 2, (name, shape)
+    whole = [(0, shape[0]), (0, shape[1])]
+    blocks = []
+    for span in shard_spans(shape[dim], tp, tp_rank, gated) if dim is not None else [None]:
+        rows, cols = whole if span is None else (span, whole[1]) if dim == 0 else (whole[0], span)
+        blocks.append(draw(seed, name, shape, rows, cols, device))
+    out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=dim)
+    return out.mul_(init_std(name, len(shape), std, num_layers, width_mult)).to(dtype)
 
 
 @torch.no_grad()
@@ -95,9 +128,9 @@ def init_weights(model, seed: int, std: float, num_layers: int, width_mult: floa
     names = global_names(model)
     for name, p in model.named_parameters():
         tp, tp_rank = tp_size_rank(name)
-        full = full_init(names[name], full_shape(p, tp), seed, std, num_layers, p.device, p.dtype,
-                         width_mult)
-        p.copy_(local_shard(full, p, name, tp, tp_rank, gated))
+        dim = p.partition_dim if getattr(p, "tensor_model_parallel", False) and tp > 1 else None
+        p.copy_(shard_init(names[name], full_shape(p, tp), dim, tp, tp_rank, gated and "linear_fc1" in name,
+                           seed, std, num_layers, p.device, p.dtype, width_mult))
 
 
 def tp_size_rank(name: str) -> tuple[int, int]:
