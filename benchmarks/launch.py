@@ -38,10 +38,11 @@ def train(args: list[str], metrics: str, nproc: int = 1, timeout: float = 3600, 
     t0 = time.time()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        timed_out = False
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pass
+            timed_out = True
         finally:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -52,7 +53,8 @@ def train(args: list[str], metrics: str, nproc: int = 1, timeout: float = 3600, 
     if proc.returncode != 0:
         with open(log) as f:
             tail = f.read()[-3000:]
-        raise RuntimeError(f"run failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+        why = f"timed out after {timeout:.0f} s" if timed_out else f"failed (exit {proc.returncode})"
+        raise RuntimeError(f"run {why}: {' '.join(cmd)}\n{tail}")
     return {"records": read_metrics(metrics), "wall_s": wall}
 
 
