@@ -58,6 +58,21 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def live_tensor_bytes() -> int:
+    """Bytes of every tensor Python can reach (each storage once): the persistent state without the
+    process's other memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    storages = {}
+    for o in gc.get_objects():
+        if isinstance(o, torch.Tensor) and o.device.type == "cpu":
+            storages[o.untyped_storage().data_ptr()] = o.untyped_storage().nbytes()
+    return sum(storages.values())
+
+
 def worker(args) -> None:
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
@@ -72,11 +87,13 @@ def worker(args) -> None:
     batches = data.train_iterator(0)
     training.train_step(cfg, state, batches, dev)
     persistent = rss() - before
+    live = live_tensor_bytes()
     for _ in range(2):
         training.train_step(cfg, state, batches, dev)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     est = memory.estimate(cfg)["stages"][ps.get_pipeline_model_parallel_rank()]
     mine = {"rank": dist.get_rank(), "stage": est["stage"], "measured": peak, "persistent": persistent,
+            "live_tensors": live,
             "estimate": est["total"], "estimate_persistent": est["weights"] + est["grads"] + est["optimizer"],
             "estimate_activations": est["activations"] + est["backward"]}
     every = [None] * dist.get_world_size()
@@ -120,7 +137,8 @@ def main(argv=None):
                      "error": top["estimate"] / top["measured"] - 1,
                      "worst_rank_error": max(abs(r["estimate"] / r["measured"] - 1) for r in ranks),
                      "activations_measured": top["measured"] - top["persistent"],
-                     "activations_estimate": top["estimate_activations"]})
+                     "activations_estimate": top["estimate_activations"], "live_tensors": top["live_tensors"],
+                     "persistent_estimate": top["estimate_persistent"]})
         print(f"{name}: measured {top['measured'] / MB:.0f} MB, estimate {top['estimate'] / MB:.0f} MB "
               f"({rows[-1]['error']:+.1%})", flush=True)
     md = ["# Memory planner against measured peaks (CPU, fp32)", "",
@@ -131,11 +149,13 @@ def main(argv=None):
           "'activations' = peak - memory after the first iteration (measured) and activations + backward peak "
           "(planned).", "",
           "| configuration | measured MB | planned MB | error | worst rank's error | activations measured MB | "
-          "planned MB |", "|---|---:|---:|---:|---:|---:|---:|"]
+          "planned MB | live tensors after step 1 MB | planned weights + grads + optimizer MB |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         md.append(f"| {r['config']} | {r['measured'] / MB:.0f} | {r['estimate'] / MB:.0f} | {r['error']:+.1%} | "
                   f"{r['worst_rank_error']:.1%} | {r['activations_measured'] / MB:.0f} | "
-                  f"{r['activations_estimate'] / MB:.0f} |")
+                  f"{r['activations_estimate'] / MB:.0f} | {r['live_tensors'] / MB:.0f} | "
+                  f"{r['persistent_estimate'] / MB:.0f} |")
     write(args.out_stem, {"shape": SHAPE, "process_overhead": overhead, "runs": rows}, "\n".join(md) + "\n")
     print("\n".join(md))
 
