@@ -127,6 +127,20 @@ def _writer_queue_dies_with_us() -> None:
         filesystem_async._results_manager = manager  # (kept alive with the module)
 
 
+def _save_strategy():
+    """torch_dist, with the writing of each data-parallel-replicated tensor spread over its replicas
+    (megatron's fully parallel save, Megatron-LM's default): without it replica 0 of every tensor,
+    one rank of each DP group, writes all of them."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
+
+    strategy = get_default_save_sharded_strategy()
+    if not ps.model_parallel_is_initialized() or ps.get_data_parallel_world_size() == 1:
+        return strategy
+    return FullyParallelSaveStrategyWrapper(strategy, ps.get_data_parallel_group(with_context_parallel=True))
+
+
 def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -> str:
     """Save a complete checkpoint of ``iteration`` under ``root`` atomically; returns its path."""
     _writer_queue_dies_with_us()
@@ -138,7 +152,8 @@ def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -
         os.makedirs(tmp)
     dist.barrier()
     meta = dict(common, iteration=iteration)
-    dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, meta, True, False), tmp)
+    dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, meta, True, False), tmp,
+                            sharded_strategy=_save_strategy())
     dist.barrier()
     if os.environ.get("MEGATRON_GROW_KILL_IN_SAVE") == str(iteration):  # fault injection for the tests
         os.kill(os.getpid(), signal.SIGKILL)
