@@ -192,15 +192,17 @@ def estimate(m: dict, model: str, preset: str, src: int, dst: int, tp: int, pp: 
 
     a, b = param_count(_cfg(model, preset, src)), param_count(_cfg(model, preset, dst))
     per_param = m["grown_bytes"] / m["grown_params"]  # model + optimizer bytes per parameter (fp32 Adam)
-    # a replicated tensor is written by one replica: the TP1/PP1 source by 1 rank, the grown state by TP x PP
-    save_rate = m["grown_bytes"] / m["tp"] / m["save_s"]  # bytes per second per writing rank
+    # every rank writes an equal share (megatron's fully parallel save spreads a DP-replicated tensor over
+    # its replicas): the source and the grown state each through all ``world`` ranks; a load reads each
+    # shard on every rank that holds it (no replica spreading)
+    save_rate = m["grown_bytes"] / m["world"] / m["save_s"]  # bytes per second per writing rank
     load_rate = m["grown_bytes"] / m["tp"] / m["load_s"]  # bytes per second per reading rank (no replica reads)
     draw_rate = m["tiled_elements"] / m["init_s"]  # elements per second per rank, in the event (fresh memory)
     build_rate = m["grown_params"] / m["tp"] / m["build_s"]  # parameters per second per rank
     e = {"model": f"{model} {preset}", "from_layers": src, "to_layers": dst,
          "layout": f"TP{tp} x PP{pp}, {world} ranks", "source_params": a,
          "grown_params": b, "grown_bytes": b * per_param}
-    e["save source"] = a * per_param / save_rate
+    e["save source"] = a * per_param / world / save_rate
     e["parallel groups"] = m["groups_s"]
     e["build deep model"] = b / (tp * pp) / build_rate
     e["init deep model"] = b / (tp * pp) / draw_rate
@@ -208,7 +210,7 @@ def estimate(m: dict, model: str, preset: str, src: int, dst: int, tp: int, pp: 
     e["load_grown"] = a * per_param / (tp * pp) / load_rate  # what the source gives each grown rank
     e["event (without evals)"] = sum(e[k] for k in ("save source", "parallel groups", "build deep model",
                                                    "init deep model", "load_grown"))
-    e["save + load grown"] = b * per_param / (tp * pp) * (1 / save_rate + 1 / load_rate)
+    e["save + load grown"] = b * per_param * (1 / (world * save_rate) + 1 / (tp * pp * load_rate))
     return e
 
 
@@ -240,7 +242,7 @@ def main(argv=None):
     slowest = lambda f: max(f(r) for r in ranks)  # noqa: E731  (a collective phase ends with its slowest rank)
     phases = {k: slowest(lambda r, k=k: r["phases"][k]) for k in [*PHASES, "other"]}
     init = {k: slowest(lambda r, k=k: r["init"][k]) for k in ranks[0]["init"]}
-    m = {"tp": 2, "grown_params": res["grown_params"], "grown_bytes": res["grown_bytes"],
+    m = {"tp": 2, "world": 2, "grown_params": res["grown_params"], "grown_bytes": res["grown_bytes"],
          "save_s": slowest(lambda r: r["save_s"]), "load_s": slowest(lambda r: r["load_s"]),
          "tiled_elements": init["tiled_elements"], "init_s": phases["init deep model"],
          "groups_s": phases["parallel groups"],
