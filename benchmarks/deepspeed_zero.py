@@ -25,14 +25,13 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.launch import RESULTS, ROOT, write  # noqa: E402
+from benchmarks.launch import RESULTS, run_worker, write  # noqa: E402
 
 SYSTEMS = {"ours": "ours, unsharded", "ours-sharded": "ours, --use-distributed-optimizer",
            "zero1": "DeepSpeed ZeRO-1", "zero2": "DeepSpeed ZeRO-2"}
@@ -173,16 +172,9 @@ def worker(args) -> None:
 
 
 def run(system: str, dp: int, shape: list[str], tp: int = 1, probe: str | None = None) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = ["timeout", "-k", "10", "600", sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", str(dp * tp), os.path.abspath(__file__), "--worker", "--system", system,
-               "--tp", str(tp), "--out", out.name, *shape, *(["--probe-checkpoint", probe] if probe else [])]
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-        t0 = time.time()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if proc.returncode:
-            raise RuntimeError(f"{system} DP{dp} TP{tp} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
-        res = json.load(open(out.name))
+    t0 = time.time()
+    res = run_worker(__file__, dp * tp, ["--system", system, "--tp", str(tp), *shape,
+                                         *(["--probe-checkpoint", probe] if probe else [])], timeout=600)
     ranks = res["ranks"]
     return {"system": system, "dp": dp, "tp": tp, "params": res["params"], "losses": res["losses"],
             "grad_norms": res["grad_norms"], "checkpoint_files": res["checkpoint_files"], "wall_s": time.time() - t0,

@@ -16,14 +16,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.launch import RESULTS, ROOT, write  # noqa: E402
+from benchmarks.launch import RESULTS, run_worker, write  # noqa: E402
 
 
 def worker(args) -> None:
@@ -95,14 +93,8 @@ def main(argv=None):
             for sharded in (False, True):
                 if dp == 1 and sharded:
                     continue
-                with tempfile.NamedTemporaryFile(suffix=".json") as out:
-                    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(dp),
-                           os.path.abspath(__file__), "--worker", "--optimizer", optimizer, "--out", out.name, *shape,
-                           *(["--sharded"] if sharded else [])]
-                    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-                    subprocess.run(cmd, cwd=ROOT, env=env, check=True, timeout=1200, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-                    res = json.load(open(out.name))
+                res = run_worker(__file__, dp, ["--optimizer", optimizer, *shape, *(["--sharded"] if sharded else [])],
+                                 timeout=1200)
                 ranks = res["ranks"]
                 rows.append({"optimizer": optimizer, "dp": dp, "sharded": sharded, "params": res["params"],
                              "state_bytes_max": max(r["state_bytes"] for r in ranks),

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.launch import RESULTS, ROOT, write  # noqa: E402
+from benchmarks.launch import RESULTS, run_worker, write  # noqa: E402
 
 PHASES = ["evals", "save source", "parallel groups", "build deep model", "init deep model", "load_grown"]
 
@@ -229,15 +228,9 @@ def main(argv=None):
     shape = ["--hidden-size", str(args.hidden_size), "--target-layers", str(args.target_layers),
              "--vocab-size", str(args.vocab_size), "--grow-init", args.grow_init]
     with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "out.json")
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               os.path.abspath(__file__), "--worker", "--dir", d, "--out", out, *shape]
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
         t0 = time.time()
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, timeout=900, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        res = run_worker(__file__, 2, ["--dir", d, *shape])
         wall = time.time() - t0
-        res = json.load(open(out))
     ranks = res["ranks"]
     slowest = lambda f: max(f(r) for r in ranks)  # noqa: E731  (a collective phase ends with its slowest rank)
     phases = {k: slowest(lambda r, k=k: r["phases"][k]) for k in [*PHASES, "other"]}

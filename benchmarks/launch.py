@@ -22,6 +22,44 @@ def read_metrics(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _run_job(cmd: list[str], env: dict, log: str, timeout: float) -> None:
+    """Run ``cmd`` in the repository with its output in ``log``; kill its whole process session when it
+    ends or outlives ``timeout``; raise with the log's tail when it failed."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    if proc.returncode != 0:
+        with open(log) as f:
+            tail = f.read()[-3000:]
+        why = f"timed out after {timeout:.0f} s" if timed_out else f"failed (exit {proc.returncode})"
+        raise RuntimeError(f"run {why}: {' '.join(cmd)}\n{tail}")
+
+
+def run_worker(script: str, nproc: int, args: list[str], timeout: float = 900, env: dict | None = None):
+    """A benchmark's own worker mode as one torchrun job: ``script --worker --out FILE args`` on ``nproc``
+    processes of one thread each; returns what the worker wrote to FILE (JSON)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "out.json")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               os.path.abspath(script), "--worker", "--out", out, *args]
+        _run_job(cmd, dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {})),
+                 os.path.join(d, "log"), timeout)
+        with open(out) as f:
+            return json.load(f)
+
+
 def train(args: list[str], metrics: str, nproc: int = 1, timeout: float = 3600, log: str | None = None) -> dict:
     """Train with ``args`` on ``nproc`` processes; returns {"records", "wall_s"}. Raises with the
     tail of the log when the run fails. An existing ``metrics`` file is replaced."""
@@ -36,25 +74,8 @@ def train(args: list[str], metrics: str, nproc: int = 1, timeout: float = 3600, 
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.time()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+    _run_job(cmd, env, log, timeout)
     wall = time.time() - t0
-    if proc.returncode != 0:
-        with open(log) as f:
-            tail = f.read()[-3000:]
-        why = f"timed out after {timeout:.0f} s" if timed_out else f"failed (exit {proc.returncode})"
-        raise RuntimeError(f"run {why}: {' '.join(cmd)}\n{tail}")
     return {"records": read_metrics(metrics), "wall_s": wall}
 
 

@@ -20,13 +20,11 @@ import contextlib
 import json
 import os
 import resource
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.launch import RESULTS, ROOT, write  # noqa: E402
+from benchmarks.launch import RESULTS, run_worker, write  # noqa: E402
 
 MB = 2**20
 SHAPE = ["--hidden-size", "512", "--ffn-hidden-size", "1536", "--num-attention-heads", "8", "--num-query-groups", "4",
@@ -120,13 +118,7 @@ def main(argv=None):
     for name, nproc, flags in CONFIGS:
         if args.quick and name not in QUICK:
             continue
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-                   os.path.abspath(__file__), "--worker", "--out", out.name, *SHAPE, *flags]
-            env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, MALLOC_MMAP_THRESHOLD_="65536")
-            subprocess.run(cmd, cwd=ROOT, env=env, check=True, timeout=900, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-            ranks = json.load(open(out.name))
+        ranks = run_worker(__file__, nproc, [*SHAPE, *flags], env={"MALLOC_MMAP_THRESHOLD_": "65536"})
         if name == EMPTY:  # the process's own growth (libraries loaded by setup, gloo, data): not tensors
             overhead = ranks[0]["measured"] - ranks[0]["estimate"]
             print(f"process overhead {overhead / MB:.0f} MB, subtracted from each measurement", flush=True)
