@@ -345,7 +345,7 @@ def validate(cfg: RunConfig, device: str, te_available: bool = False) -> list[st
     return (model_problems(cfg) + layout_problems(cfg) + batch_problems(cfg) + data_problems(cfg)
             + device_problems(cfg, device, te_available)
             + checkpoint_problems(cfg) + schedule_problems(cfg) + _optimizer_problems(cfg, device)
-            + _range_problems(cfg) + _new_layer_lr_problems(cfg) + memory_problems(cfg, device))
+            + _range_problems(cfg) + _new_layer_lr_problems(cfg) + memory_problems(cfg))
 
 
 def model_problems(cfg: RunConfig) -> list[str]:
@@ -584,7 +584,7 @@ def sequence_parallel(cfg: RunConfig, tp: int | None = None) -> bool:
     return tp > 1 and (cfg.sequence_parallel or bool(FAMILIES[cfg.model].get("moe")))
 
 
-def memory_problems(cfg: RunConfig, device: str) -> list[str]:
+def memory_problems(cfg: RunConfig) -> list[str]:
     """Sequence parallelism, recomputation and overlap flags (megatron's rules, as flags)."""
     P, tp = [], cfg.tensor_model_parallel_size
     if sequence_parallel(cfg) and cfg.seq_length % tp:
@@ -598,15 +598,15 @@ def memory_problems(cfg: RunConfig, device: str) -> list[str]:
     if g != "full" and (method is not None or n is not None):
         P.append("--recompute-method / --recompute-num-layers apply to --recompute-granularity full only")
     if cfg.recompute_modules is not None:
-        bad = set(recompute_modules(cfg)) - set(RECOMPUTE_MODULES)
+        mods = set(recompute_modules(cfg))
         if g != "selective":
             P.append("--recompute-modules applies to --recompute-granularity selective only")
-        elif bad or not recompute_modules(cfg):
+        elif not mods or mods - set(RECOMPUTE_MODULES):
             P.append(f"--recompute-modules {cfg.recompute_modules!r}: choose comma-separated from "
                      f"{', '.join(RECOMPUTE_MODULES)}")
-        elif set(recompute_modules(cfg)) & set(MOE_RECOMPUTE_MODULES) and not cfg.num_experts:
+        elif mods & set(MOE_RECOMPUTE_MODULES) and not cfg.num_experts:
             P.append(f"--recompute-modules {', '.join(MOE_RECOMPUTE_MODULES)} are deepseek-v3's (MoE, MLA) modules")
-        elif set(recompute_modules(cfg)) & set(TE_RECOMPUTE_MODULES) and cfg.transformer_impl != "transformer_engine":
+        elif mods & set(TE_RECOMPUTE_MODULES) and cfg.transformer_impl != "transformer_engine":
             P.append(f"--recompute-modules {', '.join(TE_RECOMPUTE_MODULES)} need Transformer Engine (megatron-core "
                      f"recomputes them through it): use core_attn, mlp, moe or shared_experts with --transformer-impl "
                      f"local")

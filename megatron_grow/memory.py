@@ -150,15 +150,21 @@ def _mlp_saved(cfg, kind: str, t: int) -> dict:
     return {"moe": k * h + k * (6 * fe + 1) + 6 * E, "shared_experts": 5 * fs + (h if fs else 0)}
 
 
+def _sequence_split(cfg) -> int:
+    """Over how many ranks the tensors outside attention and MLP (norms, residuals) are split: TP
+    with sequence parallelism, else 1."""
+    from megatron_grow.config import sequence_parallel
+
+    return cfg.tensor_model_parallel_size if sequence_parallel(cfg) else 1
+
+
 def layer_activation_bytes(cfg, kind: str = "dense", micro_batch_size: int | None = None) -> dict:
     """Bytes one layer saves for backward per micro-batch on one rank: {"total", "input"
     (what full recomputation keeps), "recomputable": {module: bytes}}."""
     t, h = cfg.tensor_model_parallel_size, cfg.hidden_size
     tokens = (micro_batch_size or cfg.micro_batch_size) * cfg.seq_length
     el = 2 if cfg.bf16 else 4
-    from megatron_grow.config import sequence_parallel
-
-    sp = t if sequence_parallel(cfg) else 1
+    sp = _sequence_split(cfg)
     rms = FAMILIES[cfg.model]["normalization"] == "RMSNorm"
     # two norms (input, statistics, RMSNorm's normalised input) and the linear inputs they feed:
     # attention's QKV (or MLA's down-projections) and the MLP's fc1 (MoE: the router's and the shared expert's)
@@ -171,7 +177,7 @@ def layer_activation_bytes(cfg, kind: str = "dense", micro_batch_size: int | Non
             "recomputable": {m: v * tokens * el for m, v in recomputable.items()}}
 
 
-def _stage_activations(cfg, kinds: list[str], stage: int, micro_batch_size: int) -> tuple[float, float]:
+def _stage_activations(cfg, kinds: list[str], micro_batch_size: int) -> tuple[float, float]:
     """(saved for backward by one micro-batch on this stage, transient of recomputation in backward)."""
     from megatron_grow.config import recompute_modules
 
@@ -197,10 +203,8 @@ def _stage_activations(cfg, kinds: list[str], stage: int, micro_batch_size: int)
 def head_bytes(cfg, micro_batch_size: int | None = None) -> float:
     """What the last stage's head saves per micro-batch: the final norm's tensors, the output layer's
     input and the fp32 logits of this rank's vocab shard (and their bf16 original in bf16)."""
-    from megatron_grow.config import sequence_parallel
-
     t, h, el = cfg.tensor_model_parallel_size, cfg.hidden_size, 2 if cfg.bf16 else 4
-    sp = t if sequence_parallel(cfg) else 1
+    sp = _sequence_split(cfg)
     norm = 3 if FAMILIES[cfg.model]["normalization"] == "RMSNorm" else 2
     V = padded_vocab_size(cfg.vocab_size)
     return (micro_batch_size or cfg.micro_batch_size) * cfg.seq_length * (norm * h / sp * el
@@ -217,13 +221,13 @@ def estimate(cfg, micro_batch_size: int | None = None) -> dict:
     layers = _stage_layers(cfg)
     micro_batches = cfg.global_batch_size // (mbs * dp) if cfg.global_batch_size else 1
     tokens = mbs * cfg.seq_length
+    ep_dp = max(dp // cfg.expert_model_parallel_size, 1)  # routed experts' data-parallel group
     stages = []
     for i in range(pp):
         p = _stage_params(cfg, i, layers)
         params = p["dense"] + p["experts"]
-        ep_dp = max(dp // cfg.expert_model_parallel_size, 1)
         optimizer = (p["dense"] / dp + p["experts"] / ep_dp if cfg.use_distributed_optimizer else params) * state
-        saved, recompute = _stage_activations(cfg, p["kinds"], i, mbs)
+        saved, recompute = _stage_activations(cfg, p["kinds"], mbs)
         in_flight = min(pp - i, max(micro_batches, 1))
         edge = head_bytes(cfg, mbs) if i == pp - 1 else 0.0
         # backward's peak on top of the saved layers: at its start, the head's saved tensors and the
@@ -280,13 +284,18 @@ def capacity(device) -> float:
     return psutil.virtual_memory().total / int(os.environ.get("LOCAL_WORLD_SIZE", 1))
 
 
+def phases(cfg) -> list[tuple[str, object]]:
+    """("", the run's config) and, when the run grows, (" after growth", the grown config)."""
+    from megatron_grow.config import grown_config, growth_requested
+
+    return [("", cfg)] + ([(" after growth", grown_config(cfg))] if growth_requested(cfg) else [])
+
+
 def launch_warnings(cfg, capacity_bytes: float) -> list[str]:
     """A warning for the configuration, and for the grown one when the run grows, whose planned
     peak exceeds ``capacity_bytes`` per rank, naming what would make it fit."""
-    from megatron_grow.config import grown_config, growth_requested
-
     out = []
-    for when, c in [("", cfg)] + ([(" after growth", grown_config(cfg))] if growth_requested(cfg) else []):
+    for when, c in phases(cfg):
         est = estimate(c)
         if est["peak"] <= capacity_bytes:
             continue

@@ -37,13 +37,12 @@ def main(argv=None):
         print(e, file=sys.stderr)
         return 1
     capacity = args.gpu_memory_gib and (args.gpu_memory_gib - args.reserve_gib) * memory.GIB
-    stages = [("", cfg)] + ([("after growth", config.grown_config(cfg))] if config.growth_requested(cfg) else [])
-    for when, c in stages:
+    for when, c in memory.phases(cfg):
         est = memory.estimate(c)
         print(f"{c.model}/{c.preset} {c.num_layers} layers, TP{c.tensor_model_parallel_size} "
               f"PP{c.pipeline_model_parallel_size} DP{c.data_parallel_size}, micro-batch {c.micro_batch_size} x "
               f"{c.seq_length}, {'bf16' if c.bf16 else 'fp32'}, {c.optimizer}"
-              f"{' (distributed)' if c.use_distributed_optimizer else ''}{' ' + when if when else ''}: "
+              f"{' (distributed)' if c.use_distributed_optimizer else ''}{when}: "
               f"peak {memory.gib(est['peak'])} per GPU (stage {est['peak_stage']})")
         print(memory.describe(c, est))
         if capacity:
