@@ -77,24 +77,20 @@ def test_parameters_match_built_model(world, case):
 def test_launch_warning_names_the_layout_that_does_not_fit():
     """The trainer's launch check: silent when both models fit; one warning for the grown model when
     only the source fits, with the micro-batch that would fit and the flags to change."""
+    from megatron_grow.config import grown_config
+
     cfg = cfg_for("llama3", num_layers=1, grow_to_layers=8, grow_at_iter=5, train_iters=10, micro_batch_size=8,
                   seq_length=128, hidden_size=256, ffn_hidden_size=768, vocab_size=1000)
     source = memory.estimate(cfg)["peak"]
-    grown = memory.estimate(memory_grown(cfg))["peak"]
+    grown = memory.estimate(grown_config(cfg))["peak"]
     assert grown > 2 * source
     assert memory.launch_warnings(cfg, grown * 1.01) == []
     (warning,) = memory.launch_warnings(cfg, (source + grown) / 2)
     assert "planned memory after growth" in warning and "--grow-tensor/pipeline-model-parallel-size" in warning
-    best = memory.largest_micro_batch(memory_grown(cfg), (source + grown) / 2)
+    best = memory.largest_micro_batch(grown_config(cfg), (source + grown) / 2)
     assert 1 <= best < 8 and f"--micro-batch-size {best} fits" in warning
-    assert memory.estimate(memory_grown(cfg), best)["peak"] <= (source + grown) / 2 \
-        < memory.estimate(memory_grown(cfg), best + 1)["peak"]
-
-
-def memory_grown(cfg):
-    from megatron_grow.config import grown_config
-
-    return grown_config(cfg)
+    assert memory.estimate(grown_config(cfg), best)["peak"] <= (source + grown) / 2 \
+        < memory.estimate(grown_config(cfg), best + 1)["peak"]
 
 
 def test_plan_memory_tool(capsys):
