@@ -421,8 +421,6 @@ def data_problems(cfg: RunConfig) -> list[str]:
 def device_problems(cfg: RunConfig, device: str, te_available: bool) -> list[str]:
     P = []
     if cfg.device == "cpu" or device == "cpu":
-        if cfg.bf16:
-            P.append("--bf16 is for GPUs; on --device cpu train in fp32 (--no-bf16)")
         if cfg.transformer_impl == "transformer_engine":
             P.append("--transformer-impl transformer_engine needs a GPU; use --transformer-impl local on CPU")
     if cfg.transformer_impl == "transformer_engine" and not te_available and device == "cuda":

@@ -31,7 +31,6 @@ BASE = ["--mock-data"]
     (["--preset", "nope"], 1, "--preset 'nope' is not a llama3 preset"),
     (["--hidden-size", "130"], 1, "--hidden-size 130 is not divisible by --num-attention-heads 4"),
     (["--seq-length", "4096", "--max-position-embeddings", "128"], 1, "--seq-length 4096 exceeds"),
-    (["--bf16"], 1, "--bf16 is for GPUs"),
     (["--save-interval", "5"], 1, "--save-interval needs --save"),
     (["--load", "/nonexistent/ckpt"], 1, "--load /nonexistent/ckpt: directory not found"),
     (["--split", "1,2"], 1, "--split '1,2'"),

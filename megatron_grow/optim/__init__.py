@@ -320,6 +320,7 @@ def _muon(cfg, groups, named, masters, spread: bool = True) -> MuonNSGD:
         tp_group=ps.get_tensor_model_parallel_group() if tp > 1 else None,
         dp_group=ps.get_data_parallel_group() if spread and dp > 1 else None,
         expert_dp_group=ps.get_expert_data_parallel_group() if spread and edp > 1 else None, ns_backend=cfg.ns_backend,
+        ns_dtype=torch.bfloat16 if cfg.bf16 else None,  # (--bf16: bf16 Newton-Schulz on CPU too, as on GPU)
     )
 
 

@@ -78,13 +78,15 @@ class MuonNSGD(torch.optim.Optimizer):
     def __init__(self, params, info: dict[int, ParamInfo], lr: float = 1e-2, weight_decay: float = 0.01,
                  momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5, coefficients=QUINTIC,
                  scale_mode: str = "match_adamw", split_qkv: str = "off", tp_mode: str = "duplicated",
-                 tp_group=None, dp_group=None, expert_dp_group=None, ns_backend: str = "auto"):
+                 tp_group=None, dp_group=None, expert_dp_group=None, ns_backend: str = "auto",
+                 ns_dtype: torch.dtype | None = None):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
         self.info = info  # id(param) -> ParamInfo
         self.momentum, self.nesterov = momentum, nesterov
         self.ns_steps, self.coefficients = ns_steps, tuple(coefficients)
         device = next((p.device for g in self.param_groups for p in g["params"]), torch.device("cpu"))
         self.ns_backend = prepare(ns_backend, device)  # (the sharded "distributed" mode is torch ops)
+        self.ns_dtype = ns_dtype  # the torch backend's matmul dtype (None: bf16 on GPU, fp32 on CPU)
         self.scale_mode, self.split_qkv, self.tp_mode = scale_mode, split_qkv, tp_mode
         self.tp_group, self.dp_group, self.expert_dp_group = tp_group, dp_group, expert_dp_group
         self.tp = dist.get_world_size(tp_group) if tp_group is not None else 1
@@ -122,9 +124,10 @@ class MuonNSGD(torch.optim.Optimizer):
             # (per-group parts, batched 3-D, are whole groups local to this rank)
             rows, cols = self._full_shape(x, info.tp_dim if x.ndim == 2 else None)[-2:]
             if mode == "distributed" and x.ndim == 2:
-                o = newton_schulz_sharded(x, info.tp_dim - 2, self.tp_group, self.ns_steps, self.coefficients)
+                o = newton_schulz_sharded(x, info.tp_dim - 2, self.tp_group, self.ns_steps, self.coefficients,
+                                          self.ns_dtype)
             else:
-                o = newton_schulz(x, self.ns_steps, self.coefficients, self.ns_backend)
+                o = newton_schulz(x, self.ns_steps, self.coefficients, self.ns_backend, self.ns_dtype)
             out.append(o * self._scale(rows, cols))
         return _merge(out, u, info.qkv, self.split_qkv)
 

@@ -6,7 +6,7 @@ the odd polynomial ``X <- a X + b (X X^T) X + c (X X^T)^2 X`` after scaling G to
 norm, on the wide orientation (X X^T is the smaller Gram matrix).
 
 Backends (``--ns-backend``):
-  torch   plain torch matmuls; bf16 on GPU, fp32 on CPU
+  torch   plain torch matmuls; bf16 on GPU, fp32 on CPU unless told (--bf16 runs: bf16 on CPU too)
   triton  a Triton kernel that computes the symmetric X X^T once per iteration from its upper
           triangle tiles only (mirrored) and fuses the polynomial (megatron_grow/optim/ns_triton.py)
   te      Transformer Engine's Newton-Schulz, where the installed TE provides one
@@ -60,12 +60,13 @@ def newton_schulz_reference(G: torch.Tensor, steps: int = 5, coefficients=QUINTI
     return ns_torch(G.double(), steps, coefficients, dtype=torch.float64)
 
 
-def newton_schulz_sharded(G: torch.Tensor, shard_dim: int, group, steps: int = 5, coefficients=QUINTIC) -> torch.Tensor:
+def newton_schulz_sharded(G: torch.Tensor, shard_dim: int, group, steps: int = 5, coefficients=QUINTIC,
+                          dtype: torch.dtype | None = None) -> torch.Tensor:
     """Newton-Schulz of the full matrix whose shards along ``shard_dim`` (-2 or -1) the ranks of
     ``group`` hold; returns this rank's shard of the result. One all-reduce of X X^T per iteration
     (contracting over the sharded dimension), so the result equals the unsharded one up to
-    rounding. Torch ops only; the Gram matrix is the square of the unsharded side."""
-    dtype = torch.bfloat16 if G.is_cuda else torch.float32
+    rounding. Torch ops only; the Gram matrix is the square of the unsharded side. ``dtype`` as in ns_torch."""
+    dtype = dtype or (torch.bfloat16 if G.is_cuda else torch.float32)
     X = G.to(dtype)
     X = X if shard_dim in (-1, G.ndim - 1) else X.mT  # shards along the last dim
 
@@ -158,6 +159,9 @@ def prepare(backend: str, device) -> str:
     return name
 
 
-def newton_schulz(G: torch.Tensor, steps: int = 5, coefficients=QUINTIC, backend: str = "auto") -> torch.Tensor:
-    """Orthogonalise ``G`` (..., m, n) with ``steps`` Newton-Schulz iterations on ``backend``."""
-    return _function(resolve_backend(backend, G.device))(G, steps, coefficients)
+def newton_schulz(G: torch.Tensor, steps: int = 5, coefficients=QUINTIC, backend: str = "auto",
+                  dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Orthogonalise ``G`` (..., m, n) with ``steps`` Newton-Schulz iterations on ``backend``; ``dtype``
+    (torch backend; None: bf16 on GPU, fp32 on CPU) is what its matmuls run in (Triton and TE: bf16 on GPU)."""
+    name = resolve_backend(backend, G.device)
+    return ns_torch(G, steps, coefficients, dtype) if name == "torch" else _function(name)(G, steps, coefficients)
