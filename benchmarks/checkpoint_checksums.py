@@ -66,7 +66,7 @@ def main(argv=None):
     try:
         real_checksums = checkpointing.write_checksums
         it = 1  # a first save, unmeasured, starts megatron's writer and its helper process
-        first = checkpointing.save(root, it, state.model.module, state.optimizer, state.scheduler,
+        first = checkpointing.save(root, it, state.module, state.optimizer, state.scheduler,
                                    runstate.common_state(cfg, state))
         checkpointing.wait_for_checksums()
         shutil.rmtree(first)
@@ -77,7 +77,7 @@ def main(argv=None):
                 checkpointing.write_checksums = real_checksums if with_sums else (lambda *a, **kw: None)
                 it += 1
                 t0 = time.perf_counter()
-                path = checkpointing.save(root, it, state.model.module, state.optimizer, state.scheduler,
+                path = checkpointing.save(root, it, state.module, state.optimizer, state.scheduler,
                                           runstate.common_state(cfg, state))
                 save_s = time.perf_counter() - t0  # what training waits for: the checksums run in a thread
                 busy_s = steps()
@@ -98,7 +98,7 @@ def main(argv=None):
             assert checkpointing.verify_checksums(path) is None
             verify_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            checkpointing.load(root, state.model.module, state.optimizer, state.scheduler, kept_it, cfg.layout)
+            checkpointing.load(root, state.module, state.optimizer, state.scheduler, kept_it, cfg.layout)
             load_s = time.perf_counter() - t0
             size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
             lost = busy_s - quiet_s + left_s
@@ -114,7 +114,7 @@ def main(argv=None):
     lost_med = statistics.median(r["training_lost_share_of_save"] for r in rows)
     work_med = statistics.median(r["checksum_share_of_save"] for r in rows)
     meta = {"device": str(dev), "hidden_size": h, "num_layers": args.num_layers, "steps": args.steps,
-            "params": sum(p.numel() for p in state.model.module.parameters()), "torch": torch.__version__,
+            "params": sum(p.numel() for p in state.module.parameters()), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     md = ["# Checkpoint checksum cost", "",
           f"LLaMA3, hidden {h}, {args.num_layers} layers, {meta['params'] / 1e6:.1f}M parameters, AdamW state, fp32, "

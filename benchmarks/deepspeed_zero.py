@@ -151,7 +151,7 @@ def worker(args) -> None:
         opt = state.optimizer
         state_bytes = sum(m.numel() * m.element_size() for m, c in zip(opt.masters, opt.copied, strict=True) if c)
         inner = opt.optimizer
-        params = sum(p.numel() for p in state.model.module.parameters())
+        params = sum(p.numel() for p in state.module.parameters())
     state_bytes += sum(t.numel() * t.element_size() for s in inner.state.values() for t in s.values()
                        if torch.is_tensor(t) and t.dim() > 0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -66,7 +66,7 @@ def worker(args) -> None:
     every = [None] * dist.get_world_size()
     dist.all_gather_object(every, mine)
     if dist.get_rank() == 0:
-        params = sum(p.numel() for p in state.model.module.parameters())
+        params = sum(p.numel() for p in state.module.parameters())
         with open(args.out, "w") as f:
             json.dump({"params": params, "ranks": every}, f)
     platform.shutdown()

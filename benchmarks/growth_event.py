@@ -91,7 +91,7 @@ def worker(args) -> None:
     # a periodic save before tau, as --save-interval makes: the process's first save also starts the
     # checkpoint writer's helper process (seconds), which a real run has paid before it grows
     t0 = time.perf_counter()
-    checkpointing.save(cfg.save, state.iteration, state.model.module, state.optimizer, state.scheduler,
+    checkpointing.save(cfg.save, state.iteration, state.module, state.optimizer, state.scheduler,
                        runstate.common_state(cfg, state))
     first_save_s = time.perf_counter() - t0
     checkpointing.wait_for_checksums()
@@ -129,17 +129,17 @@ def worker(args) -> None:
     dist.barrier()
     root = os.path.join(args.dir, "grown")
     t0 = time.perf_counter()
-    path = checkpointing.save(root, new.iteration, new.model.module, new.optimizer, new.scheduler,
+    path = checkpointing.save(root, new.iteration, new.module, new.optimizer, new.scheduler,
                               runstate.common_state(cfg_t, new))
     save_s = time.perf_counter() - t0
     checkpointing.wait_for_checksums()
     dist.barrier()
     t0 = time.perf_counter()
-    checkpointing.load(root, new.model.module, new.optimizer, new.scheduler, layout=cfg_t.layout)
+    checkpointing.load(root, new.module, new.optimizer, new.scheduler, layout=cfg_t.layout)
     load_s = time.perf_counter() - t0
     grown_bytes = _du(path)
 
-    model = new.model.module
+    model = new.module
     drawn = [0]
     tile = init._tile
 

@@ -10,6 +10,7 @@ import dataclasses
 
 import torch
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+from megatron.core.transformer.module import Float16Module
 
 from megatron_grow import checkpointing, flops
 from megatron_grow.models import architecture, build_model
@@ -33,22 +34,39 @@ class State:
     skipped_in_a_row: int = 0
     recent_losses: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=SPIKE_WINDOW))
 
+    @property
+    def module(self):
+        """The GPTModel (this stage) inside megatron DDP and, in bf16, megatron's Float16Module."""
+        return unwrap(self.model)
+
+
+def unwrap(model):
+    """The GPTModel inside megatron DDP / Float16Module wrappers."""
+    from megatron.core.transformer.module import Float16Module
+
+    while isinstance(model, (DistributedDataParallel, Float16Module)):
+        model = model.module
+    return model
+
 
 def build_state(cfg, device: torch.device) -> State:
     """Model (wrapped in megatron DDP), optimizer and scheduler for the current parallel layout."""
     tp, pp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size
     model = build_model(cfg, tp, pp, device)
+    # bf16 as Megatron-LM runs it: megatron-core's Float16Module casts every parameter and buffer to bf16
+    # (norms and GPT-2's position embeddings too; megatron's router keeps its expert bias in fp32) and
+    # returns the last stage's output in fp32; DDP reduces the grads in fp32, our optimizer keeps fp32 masters
     ddp = DistributedDataParallel(
         config=model.config,
         ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=cfg.overlap_grad_reduce,
                                                  bucket_size=cfg.ddp_bucket_size, use_distributed_optimizer=False),
-        module=model,
+        module=Float16Module(model.config, model) if cfg.bf16 else model,
     )
     model.config.no_sync_func = ddp.no_sync
     if cfg.overlap_grad_reduce:  # buckets start reducing as their grads are ready, in the last micro-batch's backward
         model.config.grad_sync_func = ddp.start_grad_sync
     model.config.finalize_model_grads_func = finalize_model_grads
-    optimizer = Optimizer(ddp.module, cfg)
+    optimizer = Optimizer(model, cfg)
     state = State(ddp, optimizer, build_scheduler(optimizer, cfg))
     if cfg.num_experts:
         from megatron_grow.models.moe import ExpertLoad, clear_aux_loss_tracker
@@ -67,7 +85,7 @@ def common_state(cfg, state: State) -> dict:
 
 
 def load_checkpoint(cfg, state: State) -> None:
-    restore_progress(state, checkpointing.load(cfg.load, state.model.module, state.optimizer, state.scheduler,
+    restore_progress(state, checkpointing.load(cfg.load, state.module, state.optimizer, state.scheduler,
                                                cfg.ckpt_step, cfg.layout))
 
 

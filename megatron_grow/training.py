@@ -148,7 +148,7 @@ def save_checkpoint(cfg, state: State) -> None:
     if not weights_finite(state):
         raise Diverged(f"iteration {state.iteration}: the weights hold non-finite values; not saving them "
                        f"(the latest checkpoint in --save {cfg.save} stays the one to resume)")
-    checkpointing.save(cfg.save, state.iteration, state.model.module, state.optimizer, state.scheduler,
+    checkpointing.save(cfg.save, state.iteration, state.module, state.optimizer, state.scheduler,
                        common_state(cfg, state))
     if cfg.keep_last_k and dist.get_rank() == 0:
         checkpointing.prune(cfg.save, cfg.keep_last_k)
@@ -156,7 +156,7 @@ def save_checkpoint(cfg, state: State) -> None:
 
 def weights_finite(state: State) -> bool:
     """Every rank's weights finite (one collective)."""
-    params = list(state.model.module.parameters())
+    params = list(state.module.parameters())
     bad = torch.zeros(1, device=params[0].device)
     for p in params:
         bad += (~torch.isfinite(p)).any()
@@ -180,7 +180,7 @@ class Result:
 
 def memory_options(cfg, state) -> str:
     """The memory-for-compute options the built model and DDP actually run with, for the banner."""
-    mc, ddp = state.model.module.config, state.model.ddp_config
+    mc, ddp = state.module.config, state.model.ddp_config
     out = ["sequence parallel"] if mc.sequence_parallel else []
     if mc.recompute_granularity == "full":
         out.append(f"recompute full ({mc.recompute_method} {mc.recompute_num_layers})")

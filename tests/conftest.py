@@ -165,7 +165,7 @@ def load_state(args: list[str], ck, layers: int, moment: str = "exp_avg"):
     platform.init_model_parallel(1, 1, cfg.seed)
     state = runstate.build_state(cfg, torch.device("cpu"))
     runstate.load_checkpoint(cfg, state)
-    named = list(state.model.module.named_parameters())
+    named = list(state.module.named_parameters())
     opt = state.optimizer.optimizer
     moments = {n: opt.state[m][moment] for (n, _), m in zip(named, state.optimizer.masters, strict=True)}
     return dict(named), moments, state

@@ -89,7 +89,7 @@ def test_copy_init_puts_the_source_experts_in_every_new_layer(world, tmp_path):
     run([sys.executable, "tools/expand_checkpoint.py", "--load", str(src), "--save", str(grown),
          "--target-num-layers", "3", "--init", "copy", "--optimizer-state", "copy"])
     src_p, src_m, src_state = load_state([*ARGS, *ALL_MOE], src, 1)
-    bias = src_state.model.module.decoder.layers[0].mlp.router.expert_bias.clone()
+    bias = src_state.module.decoder.layers[0].mlp.router.expert_bias.clone()
     new_p, new_m, new_state = load_state([*ARGS, *ALL_MOE], grown, 3)
     experts = [n for n in new_p if ".local_experts." in n]
     assert len(experts) == 3 * 8 * 2  # 3 layers x 8 experts x (fc1, fc2)
@@ -98,7 +98,7 @@ def test_copy_init_puts_the_source_experts_in_every_new_layer(world, tmp_path):
         assert torch.equal(p, src_p[sname]), name
         assert torch.equal(new_m[name], src_m[sname]), name
     assert bias.abs().sum() > 0  # aux-loss-free balancing moved the bias during training
-    for layer in new_state.model.module.decoder.layers:
+    for layer in new_state.module.decoder.layers:
         assert torch.equal(layer.mlp.router.expert_bias, bias)
     e0, e1 = (src_p[f"decoder.layers.0.mlp.experts.local_experts.{i}.linear_fc1.weight"] for i in (0, 1))
     assert not torch.equal(e0, e1)  # the experts are distinct, each copied to its own place

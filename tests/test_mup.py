@@ -148,7 +148,7 @@ def test_lr_multiplier_values(world):
 def test_optimizer_groups_apply_the_lr_multiplier(world):
     cfg = width_cfg("llama3", 128, mup=True, mup_base_hidden_size=32, num_layers=1)
     state = runstate.build_state(cfg, torch.device("cpu"))
-    model = state.model.module
+    model = state.module
     names = global_names(model)
     by_id = {id(p): names[n] for n, p in model.named_parameters()}
     seen = 0

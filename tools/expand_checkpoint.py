@@ -135,9 +135,9 @@ def expand(args, common, it, plan):
     platform.init_model_parallel(tp, pp, cfg.seed, ep)
     state = runstate.build_state(cfg, dev)
     src = checkpointing.iter_dir(args.load, it)
-    runstate.restore_progress(state, load_grown(src, state.model.module, state.optimizer, plan, args.optimizer_state))
+    runstate.restore_progress(state, load_grown(src, state.module, state.optimizer, plan, args.optimizer_state))
     state.scheduler.load_state_dict(common["scheduler"])
-    out = checkpointing.save(args.save, it, state.model.module, state.optimizer, state.scheduler,
+    out = checkpointing.save(args.save, it, state.module, state.optimizer, state.scheduler,
                              dict(runstate.common_state(cfg, state),
                                   grown_from={"load": os.path.abspath(args.load), "num_layers": common["num_layers"],
                                               "placement": args.placement, "init": args.init,

@@ -54,10 +54,10 @@ def main(argv=None):
     platform.init_model_parallel(1, 1, cfg.seed)
     state = runstate.build_state(cfg, torch.device("cpu"))
     try:
-        hf.load_into(state.model.module, hf.from_hf(weights, architecture(cfg)))
+        hf.load_into(state.module, hf.from_hf(weights, architecture(cfg)))
     except (KeyError, hf.ConversionError) as e:
         sys.exit(f"error: cannot import {args.hf}: {e if isinstance(e, hf.ConversionError) else f'no weight {e}'}")
-    checkpointing.save(args.save, 0, state.model.module, state.optimizer, state.scheduler,
+    checkpointing.save(args.save, 0, state.module, state.optimizer, state.scheduler,
                        runstate.common_state(cfg, state))
     checkpointing.wait_for_checksums()
     platform.shutdown()

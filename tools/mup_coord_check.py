@@ -92,7 +92,7 @@ def record(args, width: int, seed: int, mup: bool) -> dict[str, list[float]]:
     from megatron_grow.train import setup
 
     cfg, state, data, dev = setup(trainer_argv(args, width, seed, mup))
-    model = state.model.module
+    model = state.module
     rms: dict[str, list[float]] = {}
 
     def hook(kind):

@@ -41,7 +41,7 @@ def grow(cfg, state, data, device, mon, evaluate):
                      growth_kinds(cfg, cfg.num_layers, target.num_layers))
     mon.print(format_plan(plan, cfg.num_layers, cfg.grow_placement, cfg.grow_init))
     root, temporary = _workdir(cfg)
-    path = checkpointing.save(root, state.iteration, state.model.module, state.optimizer, state.scheduler,
+    path = checkpointing.save(root, state.iteration, state.module, state.optimizer, state.scheduler,
                               runstate.common_state(cfg, state))
     # free the source model, its grad buffers and optimizer state before building the target (the
     # caller still holds the State object itself)
@@ -51,7 +51,7 @@ def grow(cfg, state, data, device, mon, evaluate):
                                  target.expert_model_parallel_size)
     data.relayout()
     new = runstate.build_state(target, device)
-    common = load_grown(path, new.model.module, new.optimizer, plan, cfg.grow_optimizer_state)
+    common = load_grown(path, new.module, new.optimizer, plan, cfg.grow_optimizer_state)
     new.scheduler.load_state_dict(common["scheduler"])
     runstate.restore_progress(new, common)
     dist.barrier()
