@@ -27,9 +27,9 @@ Targets (reported pass / fail; a missed target does not fail the script): LLaMA3
 >= 45% MFU in bf16; Triton Newton-Schulz >= 1.5x torch at 8192; the planner within 10% of the
 measured peak memory. ``--reduced`` (automatic without CUDA): the same sections at toy sizes on CPU
 / gloo in fp32: LLaMA3 tiny (hidden 128, 2 layers, seq 128), growth 1 -> 2 layers, Newton-Schulz at
-256 with the torch backend; no MFU or GPU memory there, and bf16 vs fp32 is skipped (the trainer
-refuses --bf16 on CPU). Every run gets a timeout inside the --budget (default 450 s on CUDA, under
-gpu_check.sh's 480 s; 400 s on CPU). Writes gpu_check_<device>.json / .md into --out after every section.
+256 with the torch backend, and the tiny run in bf16 against fp32; no MFU or GPU memory there.
+Every run gets a timeout inside the --budget (default 450 s on CUDA, under gpu_check.sh's 480 s;
+400 s on CPU). Writes gpu_check_<device>.json / .md into --out after every section.
 """
 
 from __future__ import annotations
@@ -177,12 +177,12 @@ def training(c: Check) -> list[dict]:
 
 
 def precision(c: Check) -> list[dict]:
-    if not c.cuda:
-        return [row("bf16 vs fp32", "training losses", "skipped: the trainer refuses --bf16 on CPU")]
-    bf16 = {r["iter"]: r["lm_loss"] for r in c.run("1b", True) if "lm_loss" in r}
-    fp32 = {r["iter"]: r["lm_loss"] for r in c.run("1b", False) if "lm_loss" in r}
+    name = "1b" if c.cuda else "tiny"  # (the CPU runs bf16 the same way: Float16Module, fp32 masters)
+    bf16 = {r["iter"]: r["lm_loss"] for r in c.run(name, True) if "lm_loss" in r}
+    fp32 = {r["iter"]: r["lm_loss"] for r in c.run(name, False) if "lm_loss" in r}
     diff = max(abs(bf16[i] - fp32[i]) / abs(fp32[i]) for i in fp32)
-    return [row("bf16 vs fp32", f"LLaMA3-1B-shaped x4: max relative loss difference over {len(fp32)} steps "
+    label = "LLaMA3-1B-shaped x4" if c.cuda else "LLaMA3 tiny x2"
+    return [row("bf16 vs fp32", f"{label}: max relative loss difference over {len(fp32)} steps "
                 f"(fp32 loss {fp32[min(fp32)]:.3f} -> {fp32[max(fp32)]:.3f})",
                 f"{diff:.2%}", f"<= {LOSS_TOLERANCE:.0%}", diff <= LOSS_TOLERANCE, diff)]
 

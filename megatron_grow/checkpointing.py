@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 import xxhash
 from megatron.core import dist_checkpointing
-from megatron.core.dist_checkpointing.mapping import ShardedObject
+from megatron.core.dist_checkpointing.mapping import ShardedObject, ShardedTensor, ShardedTensorFactory
 from torch.distributed.checkpoint.api import CheckpointException  # (a BaseException, not an Exception)
 
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -51,6 +51,30 @@ SHARDING_METADATA = {"non_homogeneous_layers": True}
 def model_sharded_state_dict(model):
     # a fresh dict each time: megatron stores the current DP group into it in place
     return model.sharded_state_dict(metadata=dict(SHARDING_METADATA))
+
+
+MASTERS = "optimizer.state.fp32_param"  # a bf16 run's fp32 master weights: MASTERS.<weight's key>
+
+
+def holds_masters(common: dict) -> bool:
+    """Whether a checkpoint holds fp32 master weights beside its weights (a bf16 run saved it)."""
+    return bool(common.get("config", {}).get("bf16"))
+
+
+def fp32_weights(model, model_sd: dict, from_masters: bool) -> dict:
+    """``model_sd`` with each trainable weight read into a new fp32 tensor: from the checkpoint's fp32
+    masters when it holds them (exactly what a bf16 run stepped), else from its weights. So a load
+    gets the exact fp32 values whatever precision saved and loads: the weights take them in their own
+    dtype, the optimizer's fp32 masters exactly. Buffers and extra state are left as they are."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    out = {}
+    for name, sh in model_sd.items():
+        if name in trainable and isinstance(sh, (ShardedTensor, ShardedTensorFactory)):
+            extra = {"dtype": torch.float32} if isinstance(sh, ShardedTensor) else {}
+            sh = dataclasses.replace(sh, data=torch.empty_like(sh.data, dtype=torch.float32), **extra,
+                                     key=f"{MASTERS}.{sh.key}" if from_masters else sh.key)
+        out[name] = sh
+    return out
 
 
 def iter_dir(root: str, iteration: int) -> str:
@@ -306,12 +330,14 @@ def load(root: str, model, optimizer, scheduler, iteration: int | None = None, l
     same_layout = layout is not None and common.get("layout") == layout
     sd = _sharded_state(model, optimizer, scheduler, {}, same_layout, True)
     sd.pop("scheduler")
+    sd["model"] = fp32_weights(model, sd["model"], holds_masters(common))
     try:
         state = dist_checkpointing.load(sd, path)
     except (Exception, CheckpointException) as e:  # a truncated shard, a missing .metadata, ...
         raise damaged(root, iteration, e) from None
     model.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
+    optimizer.set_masters(state["model"])
     scheduler.load_state_dict(common["scheduler"])
     if same_layout:
         _restore_rng(state["rng_state"])

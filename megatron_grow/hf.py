@@ -300,6 +300,8 @@ def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
         raise ConversionError(f"tokenizer {tokenizer_model} has {len(tok)} tokens, the model {arch['vocab_size']}")
     config = hf_config(arch)
     config.architectures = [HF_CLASS[arch["family"]]]
+    if common["config"].get("bf16"):  # the bf16 weights the run computed with (its fp32 masters stay behind)
+        config.dtype = "bfloat16"
     sd = read_weights(path)
     if arch["family"] == "deepseek-v3" and not arch["moe_router_enable_expert_bias"]:  # HF's router always has one
         sd.update({f"{key[:-len('weight')]}expert_bias": sd[key].new_zeros(arch["num_experts"])

@@ -43,4 +43,4 @@ def test_reduced_mode_on_cpu(tmp_path):
     assert number("growth", "seconds") > 0
     assert number("Newton-Schulz", "square 256x256 [torch]") > 0  # ms
     assert 0 < number("Newton-Schulz", "Muon[torch] step share") < 1
-    assert "skipped" in next(r["value"] for r in rows if r["section"] == "bf16 vs fp32")
+    assert 0 < number("bf16 vs fp32", "max relative loss difference") <= 0.02  # (bf16 runs on CPU too)

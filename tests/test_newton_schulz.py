@@ -42,6 +42,16 @@ def test_torch_matches_reference(shape):
     assert err < FP32_TOL, f"seed {seed}: relative error {err:.2e}"
 
 
+def test_bf16_matmuls_on_cpu_when_asked():
+    """--bf16 runs ask for bf16 Newton-Schulz on CPU too: within bf16's
+    tolerance of the float64 reference, not fp32's (so the matmuls really ran in bf16), in G's dtype."""
+    G, seed = _random(64, 96)
+    ref = newton_schulz_reference(G)
+    Y = ns.newton_schulz(G, backend="torch", dtype=torch.bfloat16)
+    assert Y.dtype == torch.float32 and FP32_TOL < _rel_err(Y, ref) < 5e-2, f"seed {seed}: {_rel_err(Y, ref):.2e}"
+    assert _rel_err(ns.newton_schulz(G, backend="torch"), ref) < FP32_TOL  # (default on CPU: fp32)
+
+
 def test_reference_is_nearly_orthogonal():
     G, seed = _random(48, 80)
     X = newton_schulz_reference(G, steps=10)

@@ -72,20 +72,22 @@ def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_s
     checkpoint at ``path`` following ``plan``; zero the output projections the plan asks for.
     Returns the source checkpoint's common state (iteration, scheduler, data position, ...)."""
     common = checkpointing.read_common(path)
+    from_masters = checkpointing.holds_masters(common)  # (the source's exact fp32 weights, when bf16 saved it)
     weights = lambda t: True  # noqa: E731  every planned source is loaded into the weights
     moments = {"inherit": lambda t: t.trained, "copy": lambda t: True, "reset": lambda t: False}[optimizer_state]
     params = {**dict(model.named_parameters()), **dict(model.named_buffers())}  # (MoE router expert bias)
     masters = [m for g in optimizer.optimizer.param_groups for m in g["params"]]  # state-dict id order
+    exact = {}  # parameter name -> the fp32 value it loaded (for the fp32 masters of a bf16 model)
     for take, kind in ((weights, "model"), (moments, "optimizer")):
         if kind == "optimizer" and optimizer_state == "reset":
             break
         for i, layers in enumerate(_passes(plan, take)):
             sd = checkpointing.model_sharded_state_dict(model)
             if kind == "model":
-                flat = _select(sd, plan, take, layers, i == 0)
+                flat = _select(checkpointing.fp32_weights(model, sd, from_masters), plan, take, layers, i == 0)
             else:
                 osd = optimizer.sharded_state_dict(sd, is_loading=True)
-                state = {f"{pid}/{k}": v for pid, s in osd["state"].items() for k, v in s.items() if k != "fp32_param"}
+                state = {f"{pid}/{k}": v for pid, s in osd["state"].items() for k, v in s.items()}
                 flat = _select(state, plan, take, layers, i == 0)
             # several targets may read one source shard: that is not a save, skip the
             # one-writer-per-shard integrity check
@@ -95,19 +97,25 @@ def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_s
                 tensor = loaded[name]
                 if kind == "model":
                     params[name].copy_(tensor)
+                    exact[name] = tensor
                 else:  # "<param id>/<state key>"
                     pid, key = name.split("/")
                     optimizer.optimizer.state[masters[int(pid)]][key].copy_(tensor)
     if optimizer_state != "reset":  # reset: the zero moments and step 0 of a new optimizer stay
         optimizer.set_step(common["optimizer"].get("common_step", 0.0))
-    _zero_output_projections(model, plan)
-    optimizer.sync_masters_from_params()
+    zeroed = _zero_output_projections(model, plan)
+    optimizer.sync_masters_from_params()  # (new layers: their init; zeroed projections: zero)
+    optimizer.set_masters({n: t for n, t in exact.items() if n not in zeroed})
     return common
 
 
-def _zero_output_projections(model, plan: list[TargetLayer]) -> None:
-    for layer in model.decoder.layers:
+def _zero_output_projections(model, plan: list[TargetLayer]) -> set[str]:
+    """Zero the residual output projections of the layers the plan asks for; returns their names."""
+    out = set()
+    for i, layer in enumerate(model.decoder.layers):
         if plan[layer.layer_number - 1].zero_output:
             for name, p in layer.named_parameters():
                 if is_residual_output(name):  # weight and bias
                     p.zero_()
+                    out.add(f"decoder.layers.{i}.{name}")
+    return out

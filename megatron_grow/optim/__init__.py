@@ -47,8 +47,10 @@ class Optimizer:
         self.model = model
         self.clip_grad = cfg.clip_grad
         names = global_names(model)
-        named = [(names[n], p) for n, p in model.named_parameters() if p.requires_grad]
+        local = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        named = [(names[n], p) for n, p in local]
         self.params = [p for _, p in named]
+        self.local_names = [n for n, _ in local]  # (the model's own names: state-dict keys)
         self.expert = [is_expert(n) for n, _ in named]  # routed experts: split over EP, not replicated
         self.has_experts = bool(getattr(cfg, "num_experts", None))  # (a stage may hold none of them)
         # the pieces this rank steps, (parameter index, first row, end row): every parameter whole, or
@@ -97,6 +99,10 @@ class Optimizer:
     def grad_norm(self) -> float:
         """Global L2 norm of the gradients (each shard counted once across TP/PP/DP; routed experts
         summed over their expert-parallel x expert-TP x PP group)."""
+        return self.grad_sq().sum().sqrt().item()
+
+    def grad_sq(self) -> torch.Tensor:
+        """[dense, routed experts] sums of squared gradients, reduced (grad_norm without the read back)."""
         sq = torch.zeros(2, dtype=torch.float32, device=self.params[0].device)  # [dense, experts]
         for p, expert in zip(self.params, self.expert, strict=True):
             if p.main_grad is not None and param_is_not_shared(p) and param_is_not_tensor_parallel_duplicate(p):
@@ -104,7 +110,7 @@ class Optimizer:
         torch.distributed.all_reduce(sq[0:1], group=ps.get_model_parallel_group())
         if self.has_experts:  # collective over all stages, whether or not this one has experts
             torch.distributed.all_reduce(sq[1:2], group=ps.get_expert_tensor_model_pipeline_parallel_group())
-        return sq.sum().sqrt().item()
+        return sq
 
     @torch.no_grad()
     def step(self, iteration: int | None = None, norm: float | None = None) -> float:
@@ -155,13 +161,14 @@ class Optimizer:
                         {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(m), "exp_avg_sq": torch.zeros_like(m)})
 
     def sharded_state_dict(self, model_sharded_state_dict, is_loading: bool = False):
-        """Adam moments (and fp32 masters) as ShardedTensors keyed ``optimizer.state.<k>.<param key>``,
-        so they reshard across TP/PP exactly like the weights."""
+        """Adam moments (and, saving a bf16 model, the fp32 masters) as ShardedTensors keyed
+        ``optimizer.state.<k>.<param key>``, so they reshard across TP/PP exactly like the weights.
+        (A load reads the masters as the model's weights: checkpointing.fp32_weights, set_masters.)"""
         if is_loading:
             self.init_state()
         sd = self.optimizer.state_dict()
         for k, j in enumerate(self.group_order):
-            if self.copied[j] and k in sd["state"]:
+            if self.copied[j] and k in sd["state"] and not is_loading:
                 sd["state"][k]["fp32_param"] = self.masters[j]
         whole = get_param_id_to_sharded_param_map(model_sharded_state_dict, self.params)
         id_map = {k: _rows(whole[i], a, b, len(self.params[i]))
@@ -184,6 +191,15 @@ class Optimizer:
                 state["step"] = torch.tensor(float(step))
 
     @torch.no_grad()
+    def set_masters(self, weights: dict) -> None:
+        """The fp32 masters of a bf16 model from exact fp32 values of its weights (by the model's
+        parameter names; a name not given keeps its master)."""
+        for (i, a, b), m, copied in zip(self.pieces, self.masters, self.copied, strict=True):
+            w = weights.get(self.local_names[i])
+            if copied and w is not None:
+                m.copy_(w[a:b])
+
+    @torch.no_grad()
     def sync_masters_from_params(self) -> None:
         """After the weights were changed in place (growth), make the fp32 masters match them."""
         for (i, a, b), m, copied in zip(self.pieces, self.masters, self.copied, strict=True):
@@ -195,18 +211,11 @@ class Optimizer:
         whose schedule differs was refused, or asked for the flags' schedule)."""
         bounds = [(g["max_lr"], g["min_lr"]) for g in self.optimizer.param_groups]
         step = sd.pop("common_step")
-        masters = {}
-        for i, s in sd["state"].items():
+        for s in sd["state"].values():
             s["step"] = torch.tensor(step)
-            if "fp32_param" in s:
-                masters[i] = s.pop("fp32_param")
         self.optimizer.load_state_dict(sd)
         for g, (hi, lo) in zip(self.optimizer.param_groups, bounds, strict=True):
             g["max_lr"], g["min_lr"] = hi, lo
-        flat = [m for g in self.optimizer.param_groups for m in g["params"]]
-        with torch.no_grad():
-            for i, t in masters.items():
-                flat[i].copy_(t)
 
 
 def _master(p: torch.Tensor, a: int, b: int) -> torch.Tensor:
