@@ -32,11 +32,12 @@ class Stopped(RuntimeError):
 
 
 class StopRequests:
-    """Signals caught while training, and the wall-clock limit; ``due()`` is one collective per
-    iteration, so every rank stops after the same iteration whichever rank got the signal."""
+    """Signals caught while training, and the wall-clock limit. Each rank's requests ride on the
+    all-reduce that sums the iteration's loss (``local_counts`` in, ``decide`` on the sums), so every
+    rank stops after the same iteration whichever rank got the signal, at no collective of their own."""
 
     def __init__(self, cfg, device):
-        self.received, self.device, self.t0 = None, device, time.time()
+        self.received, self.device, self.t0, self.why = None, device, time.time(), None
         self.limit = cfg.exit_duration_in_mins * 60 if cfg.exit_duration_in_mins else None
         self.previous = {s: signal.signal(getattr(signal, s), self._catch) for s in STOP_SIGNALS}
         if os.environ.get("TORCHELASTIC_RUN_ID"):  # torchrun's worker: if torchrun dies (a SIGUSR1 or SIGKILL
@@ -49,13 +50,17 @@ class StopRequests:
             return
         self.received = signum
 
-    def due(self) -> str | None:
-        flags = torch.tensor([float(self.received or 0),
-                              float(self.limit is not None and time.time() - self.t0 > self.limit)], device=self.device)
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)  # (the signal of the highest number, if ranks got several)
-        if flags[0]:
-            return f"{signal.Signals(int(flags[0])).name} received"
-        return "--exit-duration-in-mins reached" if flags[1] else None
+    def local_counts(self) -> list[float]:
+        """This rank's requests as counts to sum over ranks: one per stop signal, then the time limit."""
+        return [float(self.received == getattr(signal, s)) for s in STOP_SIGNALS] + [
+            float(self.limit is not None and time.time() - self.t0 > self.limit)]
+
+    def decide(self, counts: list[float]) -> None:
+        """From the counts summed over ranks: why to stop (the signal of the highest number, if ranks
+        got several), or None."""
+        got = [getattr(signal, s) for s, n in zip(STOP_SIGNALS, counts, strict=False) if n]
+        self.why = (f"{signal.Signals(max(got)).name} received" if got else
+                    "--exit-duration-in-mins reached" if counts[-1] else None)
 
     def restore(self):
         for s, h in self.previous.items():
@@ -81,36 +86,51 @@ def _forward_step(device, data_iterator, model):
     return output, partial(_loss_func, batch["loss_mask"].to(device))
 
 
-def run_microbatches(cfg, state: State, data_iterator, device, forward_only: bool) -> float | None:
-    """One global batch through forward(+backward); returns the mean loss on every rank."""
+def run_microbatches(cfg, state: State, data_iterator, device, forward_only: bool) -> list[dict]:
+    """One global batch through forward(+backward); returns the micro-batch losses (tensors, last stage)."""
     fb = get_forward_backward_func()
-    out = fb(
+    return fb(
         forward_step_func=partial(_forward_step, device), data_iterator=data_iterator,
         model=[state.model], num_microbatches=cfg.num_micro_batches, seq_length=cfg.seq_length,
         micro_batch_size=cfg.micro_batch_size, decoder_seq_length=cfg.seq_length, forward_only=forward_only,
     )
-    return average_loss(out)
+
+
+def reduce_losses(losses: list, counts: list[float] = ()) -> torch.Tensor:
+    """[sum of the micro-batch losses, their number, *counts] summed over all ranks: one all-reduce and
+    no read back (the last stage's first TP rank gives the losses, every rank its ``counts``)."""
+    total = torch.zeros(2 + len(counts), dtype=torch.float64, device=collective_device())
+    if ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0 and losses:
+        total[0] = torch.stack([x["lm_loss"] for x in losses]).double().sum()
+        total[1] = len(losses)
+    if counts:
+        total[2:] = torch.tensor(counts, dtype=torch.float64)
+    dist.all_reduce(total)
+    return total
 
 
 def average_loss(losses: list) -> float:
     """Mean of the micro-batch losses over DP ranks, made known to every rank (rank 0 logs it)."""
-    total = torch.zeros(2, dtype=torch.float64)
-    if ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0:
-        total[0] = sum(float(x["lm_loss"]) for x in losses)
-        total[1] = len(losses)
-    total = total.to(collective_device())
-    dist.all_reduce(total)
-    return (total[0] / total[1]).item()
+    total, n = reduce_losses(losses).tolist()
+    return total / n
 
 
-def train_step(cfg, state: State, data_iterator, device) -> tuple[float, float, str | None]:
+def train_step(cfg, state: State, data_iterator, device, stops: StopRequests | None = None
+               ) -> tuple[float, float, str | None]:
     """Forward, backward and (unless it is skipped) the update. Returns (loss, grad norm, why the
     update was skipped or None). Loss and grad norm are reduced over all ranks, so every rank takes
     the same decision. A skipped step changes no weight and no optimizer state; the LR schedule
-    still advances (the LR stays a function of the iteration)."""
+    still advances (the LR stays a function of the iteration). ``stops``' requests ride on the loss's
+    all-reduce. The loss, the grad norm and the stop requests come back to the host in one read, the
+    iteration's only one: the non-finite guard, clipping and the stop decision need them every step."""
     state.model.zero_grad_buffer()
-    loss = run_microbatches(cfg, state, data_iterator, device, forward_only=False)
-    grad_norm = state.optimizer.grad_norm()
+    total = reduce_losses(run_microbatches(cfg, state, data_iterator, device, forward_only=False),
+                          stops.local_counts() if stops else [])
+    norm = state.optimizer.grad_sq().sum().sqrt()
+    values = torch.cat([total, norm.to(total).view(1)]).tolist()
+    loss, grad_norm = values[0] / values[1], values[-1]
+    if stops:
+        stops.decide(values[2:-1])
     why = skip_reason(cfg, state, loss, grad_norm)
     if why is None:
         state.optimizer.step(state.iteration, grad_norm)
@@ -139,7 +159,8 @@ def evaluate(cfg, state: State, make_valid_iterator, device) -> float:
     """Mean held-out loss over --eval-iters fixed global batches (the same batches every time)."""
     state.model.eval()
     it = make_valid_iterator()
-    loss = sum(run_microbatches(cfg, state, it, device, forward_only=True) for _ in range(cfg.eval_iters))
+    loss = sum(average_loss(run_microbatches(cfg, state, it, device, forward_only=True))
+               for _ in range(cfg.eval_iters))
     state.model.train()
     return loss / cfg.eval_iters
 
@@ -235,11 +256,11 @@ class Trainer:
 
     def run(self) -> Result:
         t_start = time.time()
-        stops = StopRequests(self.cfg, self.device)  # (one collective per iteration: a signal or the time limit)
+        stops = StopRequests(self.cfg, self.device)  # (a signal or the time limit, seen by every rank at a step)
         try:
             while self.state.iteration < self.cfg.train_iters:
                 self.grow_if_due()
-                loss, grad_norm, skipped, dt = self.step()
+                loss, grad_norm, skipped, dt = self.step(stops)
                 self.log(loss, grad_norm, skipped, dt)
                 self.stop_if_diverged(skipped)
                 self.mon.advance()
@@ -273,11 +294,11 @@ class Trainer:
         self.describe()
         self.batches = data.train_iterator(self.state.consumed_samples)  # (a new state: no loss history)
 
-    def step(self) -> tuple[float, float, str | None, float]:
+    def step(self, stops: StopRequests | None = None) -> tuple[float, float, str | None, float]:
         """One training step and its bookkeeping; returns (loss, grad norm, why skipped, seconds)."""
         cfg, state, r = self.cfg, self.state, self.result
         t0 = time.time()
-        loss, grad_norm, skipped = train_step(cfg, state, self.batches, self.device)
+        loss, grad_norm, skipped = train_step(cfg, state, self.batches, self.device, stops)
         state.iteration += 1
         state.consumed_samples += cfg.global_batch_size
         dt = time.time() - t0
@@ -345,7 +366,7 @@ class Trainer:
             self.saved = self.state.iteration
 
     def stop_if_asked(self, stops: StopRequests) -> None:
-        why = stops.due() if self.state.iteration < self.cfg.train_iters else None
+        why = stops.why if self.state.iteration < self.cfg.train_iters else None
         if not why:
             return
         self.save_unless_saved()

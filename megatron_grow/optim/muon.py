@@ -146,7 +146,7 @@ class MuonNSGD(torch.optim.Optimizer):
         for (u, info), s in zip(updates, sq, strict=True):
             numel = math.prod(self._full_shape(u, info.tp_dim))
             nscale = 1.0 if self.scale_mode == "spectral" else 0.2 * math.sqrt(numel)
-            out.append(u * (nscale / (s.sqrt().item() + 1e-7)))
+            out.append(u * (nscale / (s.sqrt() + 1e-7)))  # (on the device: no read back per tensor)
         return out
 
     # --- the step --------------------------------------------------------------------------
