@@ -238,8 +238,19 @@ def _twostep(add, seed):
         add(dataclasses.replace(width_point(w), seed=seed), [GROWN[2]], [], "p1-copy_zeroL-2step")
 
 
+def _precision(add, seed):
+    """fp32 vs bf16 (issue 24): the fixed run and the 1 -> 8 copy_zeroL growth at 0.8 T, each in both
+    precisions, at three seeds (T 600: no stored run of another init draw at these points)."""
+    for s in (0, 1, 2):
+        p = Point(T=PRECISION_T, seed=seed + s)
+        add(p, [FIXED[0], GROWN[2]])
+        add(p, [FIXED[0]], ["--bf16"], "fixed+bf16")
+        add(p, [GROWN[2]], ["--bf16"], "p1-copy_zeroL-0.8+bf16")
+
+
+PRECISION_T = 600
 AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "w16": _w16, "tmix": _tmix, "recipe": _recipe,
-        "twostep": _twostep}
+        "twostep": _twostep, "precision": _precision}
 
 
 def import_progressive_vs_fixed(path: str, jobs: list[Job]) -> list[str]:
@@ -694,6 +705,39 @@ def plot_frontiers(rows: list[dict], path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
+def precision_summary(results: list[dict]) -> tuple[dict, str]:
+    """The precision axis: per seed the gap (grown / fixed - 1) in fp32 and in bf16, both run in the same
+    precision; their mean and spread over seeds, and the per-seed difference of the two gaps."""
+    val = {(r["point"]["seed"], r["name"]): r["val_loss"] for r in results}
+    seeds = sorted({s for s, _ in val})
+    rows = []
+    for s in seeds:
+        try:
+            g32 = val[s, "p1-copy_zeroL-0.8"] / val[s, "fixed"] - 1
+            g16 = val[s, "p1-copy_zeroL-0.8+bf16"] / val[s, "fixed+bf16"] - 1
+        except KeyError:  # (a run of this seed is missing)
+            continue
+        rows.append({"seed": s, "fixed_fp32": val[s, "fixed"], "fixed_bf16": val[s, "fixed+bf16"],
+                     "gap_fp32": g32, "gap_bf16": g16, "gap_diff": g16 - g32})
+
+    def stats(k):
+        xs = [r[k] for r in rows]
+        m = sum(xs) / len(xs) if xs else float("nan")
+        sd = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else float("nan")
+        return m, sd
+
+    out = {"rows": rows, **{f"{k}_mean_sd": stats(k) for k in ("gap_fp32", "gap_bf16", "gap_diff")}}
+    lines = [f"fp32 vs bf16 at width 32, vocab 512, 8 layers, T {PRECISION_T}: p1-copy_zeroL-0.8 against the fixed "
+             "run of its own precision", "", "| seed | fixed fp32 | fixed bf16 | gap fp32 | gap bf16 | bf16 - fp32 |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['fixed_fp32']:.4f} | {r['fixed_bf16']:.4f} | {r['gap_fp32']:+.2%} | "
+              f"{r['gap_bf16']:+.2%} | {r['gap_diff']:+.2%} |" for r in rows]
+    (m32, s32), (m16, s16), (md, sd) = (out[f"{k}_mean_sd"] for k in ("gap_fp32", "gap_bf16", "gap_diff"))
+    lines.append(f"| mean (sd over seeds) | | | {m32:+.2%} ({s32:.2%}) | {m16:+.2%} ({s16:.2%}) | "
+                 f"{md:+.2%} ({sd:.2%}) |")
+    return out, "\n".join(lines) + "\n"
+
+
 def analyse(results: list[dict], seed: int) -> None:
     rows = point_table(results)
     noise = seed_noise(rows)
@@ -721,7 +765,8 @@ def main(argv=None):
                     help="first store the runs of a progressive_vs_fixed.py --scale cpu result as this study's")
     args = ap.parse_args(argv)
     seed = Point().seed
-    jobs = plan(args.axes.split(","), seed)
+    axes = args.axes.split(",")
+    jobs = plan(axes, seed)
     if args.import_ and not args.dry_run:
         print(f"imported: {', '.join(import_progressive_vs_fixed(args.import_, jobs)) or 'nothing new'}")
     todo = [j for j in jobs if not (args.reuse and load(j))]
@@ -753,7 +798,13 @@ def main(argv=None):
                 if out is not None:
                     print(f"{time.strftime('%H:%M:%S')} {job.key:55s} val {out['val_loss']:.4f} "
                           f"({out['job_wall_s']:.0f}s)", flush=True)
-    stored = [r for r in (load(j) for j in jobs) if r] + extra_stored(jobs)
+    precision = {j.key for j in plan(["precision"], seed)} if "precision" in axes else set()
+    if precision:  # (its own table: these points are not part of the study's laws)
+        data, table = precision_summary([r for r in (load(j) for j in jobs if j.key in precision) if r])
+        write(os.path.join(RESULTS, "growth_scaling_precision"), data, table)
+        print(table)
+    study = [j for j in jobs if j.key not in precision]
+    stored = [r for r in (load(j) for j in study) if r] + extra_stored(study)
     if stored:
         analyse(stored, seed)
 
