@@ -23,9 +23,13 @@ from megatron_grow import checkpointing
 from megatron_grow.growth.plan import TargetLayer
 from megatron_grow.models.names import LAYER, is_residual_output
 
+# --grow-optimizer-state: which target layers take their planned source's moments (the rest start empty)
+MOMENTS = {"inherit": lambda t: t.trained, "copy": lambda t: True, "reset": lambda t: False}
 
-def _source_key(key: str, plan: list[TargetLayer], take) -> str | None:
-    """The checkpoint key the target tensor ``key`` loads from, or None to keep it as it is."""
+
+def source_key(key: str, plan: list[TargetLayer], take) -> str | None:
+    """The source key (checkpoint key or, same layout, parameter name) that feeds the target tensor
+    ``key``, or None to keep it as it is. ``take(t)``: whether target layer t takes its planned source."""
     m = LAYER.match(key)
     if not m:
         return key
@@ -59,7 +63,7 @@ def _select(tensors: dict, plan, take, layers: set[int], first_pass: bool) -> di
         m = LAYER.match(sh.key)
         if (m and int(m.group(2)) not in layers) or (not m and not first_pass):
             continue
-        src = _source_key(sh.key, plan, take)
+        src = source_key(sh.key, plan, take)
         if src is not None:
             sh.key = src
             out[name] = sh
@@ -74,7 +78,7 @@ def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_s
     common = checkpointing.read_common(path)
     from_masters = checkpointing.holds_masters(common)  # (the source's exact fp32 weights, when bf16 saved it)
     weights = lambda t: True  # noqa: E731  every planned source is loaded into the weights
-    moments = {"inherit": lambda t: t.trained, "copy": lambda t: True, "reset": lambda t: False}[optimizer_state]
+    moments = MOMENTS[optimizer_state]
     params = {**dict(model.named_parameters()), **dict(model.named_buffers())}  # (MoE router expert bias)
     masters = [m for g in optimizer.optimizer.param_groups for m in g["params"]]  # state-dict id order
     exact = {}  # parameter name -> the fp32 value it loaded (for the fp32 masters of a bf16 model)
