@@ -227,7 +227,6 @@ def init_model_parallel(tp: int, pp: int, seed: int, ep: int = 1) -> None:
     """(Re)create megatron's parallel groups for a TP x PP layout (DP = the rest; experts split EP
     ways over the DP ranks, expert TP = TP) and seed RNGs."""
     from megatron.core import parallel_state as ps
-    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
@@ -238,6 +237,13 @@ def init_model_parallel(tp: int, pp: int, seed: int, ep: int = 1) -> None:
         create_gloo_process_groups=dist.get_backend() != "gloo",
         distributed_timeout_minutes=_TIMEOUT_MINUTES[0],
     )
+    seed_rngs(seed)
+
+
+def seed_rngs(seed: int) -> None:
+    """Seed torch's RNG and megatron's model-parallel RNG tracker (after the parallel groups exist)."""
+    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
     torch.manual_seed(seed)  # every rank: weights that must match across TP ranks then do
     model_parallel_cuda_manual_seed(seed)
 

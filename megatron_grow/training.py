@@ -221,7 +221,8 @@ class Trainer:
     (growth/online.py turns the State into the grown one); from then on ``cfg`` is the grown config."""
 
     def __init__(self, cfg, state: State, data, device):
-        from megatron_grow.config import grow_iteration
+        from megatron_grow.config import grow_iteration, grown_config
+        from megatron_grow.growth import online
 
         self.cfg, self.state, self.data, self.device = cfg, state, data, device
         self.mon = Monitor(cfg, dist.get_rank(), state.iteration)
@@ -234,7 +235,7 @@ class Trainer:
             self.mon.print(warning)
         if cfg.grow_plan_text:
             self.mon.print(cfg.grow_plan_text)
-        if self.growth_pending() and not cfg.save:
+        if self.growth_pending() and not cfg.save and not online.in_memory(cfg, grown_config(cfg)):
             self.mon.print(f"warning: no --save, so the growth at iteration {self.tau} writes its source checkpoint to "
                            "a temporary directory on rank 0's machine and removes it afterwards (single-node jobs "
                            "only; pass --save to keep it as DIR/grow_source)")
@@ -288,9 +289,10 @@ class Trainer:
                                                   lambda c, s: evaluate(c, s, data.valid_iterator, device))
         self.mon.log(event)
         flops.add(self.state.ledger, {}, 0, event["seconds"])
-        self.mon.print(f"iter {event['iter']}: grew {event['from_layers']} -> {event['to_layers']} layers in "
-                       f"{event['seconds']:.1f}s, held-out loss {event['loss_before']:.4f} -> "
-                       f"{event['loss_after']:.4f}")
+        self.mon.print(f"iter {event['iter']}: grew {event['from_layers']} -> {event['to_layers']} layers "
+                       f"(via {event['via']}) in {event['seconds']:.1f}s, held-out loss {event['loss_before']:.4f} -> "
+                       f"{event['loss_after']:.4f}" + ("" if event["loss_after_measured"] else
+                                                       " (not re-measured: the init preserves the function)"))
         self.describe()
         self.batches = data.train_iterator(self.state.consumed_samples)  # (a new state: no loss history)
 
