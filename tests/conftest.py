@@ -124,6 +124,23 @@ def losses(path) -> dict[int, float]:
     return {r["iter"]: r["lm_loss"] for r in read_metrics(path) if "lm_loss" in r}
 
 
+def grow_both_ways(tmp_path, nproc: int, args: list[str]) -> tuple[dict, dict]:
+    """One growth run in memory and one through the checkpoint (MEGATRON_GROW_GROW_VIA_CHECKPOINT=1), each
+    checked to take the path asked; asserts their metrics equal bit for bit (the growth event's time and
+    path aside, and the seconds of each iteration). Returns their growth events (memory, checkpoint)."""
+    timing = ("seconds", "via", "step_time_s", "tokens_per_s", "train_seconds")
+    out, events = [], []
+    for via, env in (("memory", {}), ("checkpoint", {"MEGATRON_GROW_GROW_VIA_CHECKPOINT": "1"})):
+        m = tmp_path / f"{via}.jsonl"
+        torchrun(nproc, [*args, "--metrics-file", str(m)], env=env)
+        recs = read_metrics(m)
+        events += [r for r in recs if r.get("event") == "grow"]
+        assert events[-1]["via"] == via
+        out.append([{k: v for k, v in r.items() if k not in timing} for r in recs])
+    assert out[0] == out[1]
+    return events[0], events[1]
+
+
 def assert_close(a: dict, b: dict, rel: float = 1e-5):
     assert a.keys() == b.keys(), (sorted(a), sorted(b))
     for k in a:

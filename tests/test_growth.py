@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY, assert_close, load_state, losses, read_metrics, run, torchrun
+from conftest import TINY, assert_close, grow_both_ways, load_state, losses, read_metrics, run, torchrun
 from megatron_grow.growth.plan import make_plan, problems
 
 ARGS = ["--model", "llama3", *TINY, "--mock-data", "--vocab-size", "1000", "--micro-batch-size", "2",
@@ -116,13 +116,28 @@ def test_online_growth_equals_offline_expand_and_resume(tmp_path):
 
 
 def test_function_preserving_online_growth_into_uneven_pipeline(tmp_path):
-    """copy_zeroL grown from DP2 into PP2 with stages of 3 and 1 layers: equal held-out loss."""
+    """copy_zeroL grown from DP2 into PP2 with stages of 3 and 1 layers: equal held-out loss (measured after
+    growth on request: a function-preserving growth does not re-measure it by default)."""
     m = tmp_path / "m.jsonl"
     torchrun(2, [*ARGS, *GROW[:-1], "copy_zeroL", "--grow-pipeline-model-parallel-size", "2",
-                 "--grow-pipeline-layers", "3,1", "--metrics-file", str(m)])
+                 "--grow-pipeline-layers", "3,1", "--metrics-file", str(m)], env={"MEGATRON_GROW_GROW_EVAL_AFTER": "1"})
     ev = [r for r in read_metrics(m) if r.get("event") == "grow"][0]
-    assert ev["to_layout"] == {"tp": 1, "pp": 2, "dp": 1}
+    assert ev["to_layout"] == {"tp": 1, "pp": 2, "dp": 1} and ev["via"] == "checkpoint" and ev["loss_after_measured"]
     assert abs(ev["loss_before"] - ev["loss_after"]) <= 1e-5 * ev["loss_before"]
+
+
+@pytest.mark.parametrize("flags", [["--grow-optimizer-state", "inherit"],
+                                   ["--bf16", "--grow-init", "copy_zeroL", "--grow-optimizer-state", "reset"]],
+                         ids=["fp32-copy-inherit", "bf16-copy_zeroL-reset"])
+def test_in_memory_growth_equals_checkpoint_path(tmp_path, flags):
+    """DP2 -> DP2: growth in memory gives bit for bit the metrics of growth through a checkpoint (every loss,
+    grad norm and LR after it), fp32 and bf16 (fp32 masters carried exactly); copy_zeroL keeps the held-out
+    loss without re-measuring it."""
+    mem, ck = grow_both_ways(tmp_path, 2, [*ARGS, *GROW, *flags])
+    assert mem["to_layout"] == mem["from_layout"] == {"tp": 1, "pp": 1, "dp": 2}
+    assert mem["loss_after_measured"] == ck["loss_after_measured"] == ("copy_zeroL" not in flags)
+    if "copy_zeroL" in flags:
+        assert mem["loss_after"] == mem["loss_before"]
 
 
 def test_new_layer_lr_multiplier(tmp_path):

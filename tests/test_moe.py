@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from conftest import assert_close, load_state, losses, read_metrics, run, torchrun
+from conftest import assert_close, grow_both_ways, load_state, losses, read_metrics, run, torchrun
 from megatron_grow.growth.plan import make_plan, problems
 from megatron_grow.models import growth_kinds
 
@@ -19,9 +19,9 @@ ARGS = ["--model", "deepseek-v3", "--preset", "tiny", "--hidden-size", "64", "--
 ALL_MOE = ["--moe-first-dense-layers", "0"]
 
 
-def _run(tmp_path, name, nproc, *flags):
+def _run(tmp_path, name, nproc, *flags, env=None):
     m = tmp_path / f"{name}.jsonl"
-    torchrun(nproc, [*ARGS, *flags, "--metrics-file", str(m)])
+    torchrun(nproc, [*ARGS, *flags, "--metrics-file", str(m)], env=env)
     return m
 
 
@@ -59,10 +59,10 @@ def test_moe_growth_copy_zeroL_preserves_function_online_and_offline(tmp_path):
     offline (tools/expand_checkpoint.py) the grown model's logits at TP2xEP2 equal the source's."""
     grow = [*ALL_MOE, "--num-layers", "1", "--grow-at-iter", "3", "--grow-to-layers", "3", "--grow-init", "copy_zeroL"]
     m = _run(tmp_path, "online", 4, *grow, "--grow-expert-model-parallel-size", "2",
-             "--grow-tensor-model-parallel-size", "2")
+             "--grow-tensor-model-parallel-size", "2", env={"MEGATRON_GROW_GROW_EVAL_AFTER": "1"})  # (re-measure it)
     ev = [r for r in read_metrics(m) if r.get("event") == "grow"][0]
     assert ev["from_layout"] == {"tp": 1, "pp": 1, "dp": 4, "ep": 1}
-    assert ev["to_layout"] == {"tp": 2, "pp": 1, "dp": 2, "ep": 2}
+    assert ev["to_layout"] == {"tp": 2, "pp": 1, "dp": 2, "ep": 2} and ev["loss_after_measured"]
     assert abs(ev["loss_before"] - ev["loss_after"]) <= 1e-5 * ev["loss_before"]
     assert [r["num_layers"] for r in read_metrics(m) if "lm_loss" in r] == [1] * 3 + [3] * 2
 
@@ -78,6 +78,15 @@ def test_moe_growth_copy_zeroL_preserves_function_online_and_offline(tmp_path):
                  "--tensor-model-parallel-size", "2", "--expert-model-parallel-size", "2"], module="tools.dump_logits")
     a, b = torch.load(ref), torch.load(got)
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), (a - b).abs().max()
+
+
+def test_in_memory_moe_growth_equals_checkpoint_path(tmp_path):
+    """1 -> 3 MoE layers on one process, copy init and copied moments: growth in memory gives bit for bit the
+    metrics of growth through a checkpoint (experts, router, expert bias and their moments copied alike)."""
+    mem, _ = grow_both_ways(tmp_path, 1, [*ARGS, *ALL_MOE, "--num-layers", "1", "--grow-at-iter", "3",
+                                          "--grow-to-layers", "3", "--grow-init", "copy", "--grow-optimizer-state",
+                                          "copy"])
+    assert mem["loss_after_measured"] and mem["loss_after"] != mem["loss_before"]
 
 
 def test_copy_init_puts_the_source_experts_in_every_new_layer(world, tmp_path):
