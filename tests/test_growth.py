@@ -126,9 +126,9 @@ def test_function_preserving_online_growth_into_uneven_pipeline(tmp_path):
     assert abs(ev["loss_before"] - ev["loss_after"]) <= 1e-5 * ev["loss_before"]
 
 
-@pytest.mark.parametrize("flags", [["--grow-optimizer-state", "inherit"],
+@pytest.mark.parametrize("flags", [["--grow-init", "random", "--grow-optimizer-state", "inherit"],
                                    ["--bf16", "--grow-init", "copy_zeroL", "--grow-optimizer-state", "reset"]],
-                         ids=["fp32-copy-inherit", "bf16-copy_zeroL-reset"])
+                         ids=["fp32-random-inherit", "bf16-copy_zeroL-reset"])
 def test_in_memory_growth_equals_checkpoint_path(tmp_path, flags):
     """DP2 -> DP2: growth in memory gives bit for bit the metrics of growth through a checkpoint (every loss,
     grad norm and LR after it), fp32 and bf16 (fp32 masters carried exactly); copy_zeroL keeps the held-out

@@ -36,7 +36,7 @@ def source_key(key: str, plan: list[TargetLayer], take) -> str | None:
     t = plan[int(m.group(2))]
     if not t.mlp_from_source and m.group(3).startswith(".mlp."):  # dense <-> MoE: the MLP stays new
         return None
-    return f"{m.group(1)}{t.source}{m.group(3)}" if take(t) else None
+    return f"{m.group(1)}{t.source}{m.group(3)}" if t.source is not None and take(t) else None
 
 
 def _passes(plan: list[TargetLayer], take) -> list[set[int]]:
