@@ -2,18 +2,20 @@
 
     python benchmarks/growth_event.py [--hidden-size 512 --target-layers 12 --grow-init random]
 
-One torchrun job of 2 processes (CPU/gloo, the trainer's own setup, LLaMA3 on mock data, fp32):
-a 1-layer model on DP2 takes two training steps, then the trainer's growth event
-(megatron_grow/growth/online.py) grows it to --target-layers on TP2, timed by phase through timing
-wrappers around the functions the event calls (nothing else changes: same calls, same order). The
-grown model takes one step; then one save and one load of the grown state (model + optimizer,
-checkpointing.save / load), as a resume would. Last, the grown model's init at TP2 two ways: the
-tiled init and the scheme before it (megatron's draw of the local shard, then the full tensor drawn
-from the name's generator and sliced), elements drawn per rank and seconds. From the measured rates,
-an estimate for the 7B example (examples/pretrain_gpt2_grow.sh with PRESET=7b: 0 -> 60 layers, TP8 x
-PP4 on 32 GPUs) and for LLaMA3-8B 1 -> 32 layers at TP2 on 8 GPUs. Results:
-benchmarks/results/growth_event.json / .md. Target (issue 17): the growth event below one save + load
-of the grown state.
+Three torchrun jobs of 2 processes each (CPU/gloo, the trainer's own setup, LLaMA3 on mock data,
+fp32), one per case: DP2 -> TP2 (a layout change: the event goes through a checkpoint), DP2 -> DP2 (the
+same layout: the event re-lays the state in memory) and DP2 -> DP2 forced through the checkpoint
+(MEGATRON_GROW_GROW_VIA_CHECKPOINT=1, what the same-layout event cost before). In each, a 1-layer model
+on DP2 takes two training steps, then the trainer's growth event (megatron_grow/growth/online.py) grows
+it to --target-layers, timed by phase through timing wrappers around the functions the event calls
+(nothing else changes: same calls, same order). The grown model takes one step; then one save and one
+load of the grown state (model + optimizer, checkpointing.save / load) at its layout, as a resume
+would. Last (DP2 -> TP2 job), the grown model's init at TP2 two ways: the tiled init and the scheme
+before it (megatron's draw of the local shard, then the full tensor drawn from the name's generator and
+sliced), elements drawn per rank and seconds. From the measured rates of the TP2 case, an estimate for
+the 7B example (examples/pretrain_gpt2_grow.sh with PRESET=7b: 0 -> 60 layers, TP8 x PP4 on 32 GPUs)
+and for LLaMA3-8B 1 -> 32 layers at TP2 on 8 GPUs. Results: benchmarks/results/growth_event.json / .md.
+Target (issues 17, 24): the growth event below one save + load of the grown state.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.launch import RESULTS, run_worker, write  # noqa: E402
 
-PHASES = ["evals", "save source", "parallel groups", "build deep model", "init deep model", "load_grown"]
+PHASES = ["evals", "save source", "parallel groups", "build deep model", "init deep model", "load_grown",
+          "copy state"]
+# (label, --grow-tensor-model-parallel-size, environment)
+CASES = [("DP2 -> TP2", 2, {}), ("DP2 -> DP2", 1, {}),
+         ("DP2 -> DP2 forced", 1, {"MEGATRON_GROW_GROW_VIA_CHECKPOINT": "1"})]
 
 
 def _du(path: str) -> int:
@@ -82,7 +88,7 @@ def worker(args) -> None:
         "--mock-data", "--vocab-size", str(args.vocab_size), "--seq-length", "128", "--micro-batch-size", "2",
         "--global-batch-size", "4", "--train-iters", "10", "--eval-iters", "1", "--no-progress",
         "--grow-at-iter", "2", "--grow-to-layers", str(args.target_layers), "--grow-init", args.grow_init,
-        "--grow-tensor-model-parallel-size", "2", "--save", os.path.join(args.dir, "ckpt")])
+        "--grow-tensor-model-parallel-size", str(args.grow_tp), "--save", os.path.join(args.dir, "ckpt")])
     batches = data.train_iterator(0)
     for _ in range(2):
         training.train_step(cfg, state, batches, dev)
@@ -109,7 +115,7 @@ def worker(args) -> None:
 
     patches = [(checkpointing, "save", "save source"), (platform, "init_model_parallel", "parallel groups"),
                (runstate, "build_state", "build deep model"), (init, "init_weights", "init deep model"),
-               (online, "load_grown", "load_grown")]
+               (online, "load_grown", "load_grown"), (online, "copy_grown", "copy state")]
     saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches]
     for mod, attr, label in patches:
         setattr(mod, attr, timed(label, getattr(mod, attr)))
@@ -121,7 +127,7 @@ def worker(args) -> None:
         setattr(mod, attr, fn)
     seconds["build deep model"] -= seconds["init deep model"]  # (build_state includes the init)
     seconds["other"] = event["seconds"] - sum(seconds.values())
-    source_bytes = _du(os.path.join(args.dir, "ckpt", "grow_source"))
+    source_bytes = _du(os.path.join(args.dir, "ckpt", "grow_source"))  # (0: grown in memory)
     training.train_step(cfg_t, new, data.train_iterator(new.consumed_samples), dev)
     new.iteration += 1
 
@@ -138,6 +144,26 @@ def worker(args) -> None:
     checkpointing.load(root, new.module, new.optimizer, new.scheduler, layout=cfg_t.layout)
     load_s = time.perf_counter() - t0
     grown_bytes = _du(path)
+
+    mine = {"rank": dist.get_rank(), "first_save_s": first_save_s, "event_s": event["seconds"], "phases": seconds,
+            "save_s": save_s, "load_s": load_s, "init": _compare_inits(cfg, cfg_t, new) if args.grow_tp > 1 else None}
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    if dist.get_rank() == 0:
+        from megatron_grow.flops import param_count
+
+        with open(args.out, "w") as f:
+            json.dump({"source_params": param_count(cfg), "grown_params": param_count(cfg_t), "via": event["via"],
+                       "source_bytes": source_bytes, "grown_bytes": grown_bytes, "loss_before": event["loss_before"],
+                       "loss_after": event["loss_after"], "ranks": every}, f)
+    platform.shutdown()
+
+
+def _compare_inits(cfg, cfg_t, new) -> dict:
+    """The grown model's init, tiled and as before (the faster of two each: the cores are shared)."""
+    import torch.distributed as dist
+
+    from megatron_grow.models import init
 
     model = new.module
     drawn = [0]
@@ -161,20 +187,8 @@ def worker(args) -> None:
         old_s.append(time.perf_counter() - t0)
     tiled_s, old_s = min(tiled_s), min(old_s)
     local = sum(p.numel() for p in model.parameters() if p.ndim == 2)
-    mine = {"rank": dist.get_rank(), "first_save_s": first_save_s, "event_s": event["seconds"], "phases": seconds,
-            "save_s": save_s, "load_s": load_s,
-            "init": {"tiled_elements": drawn[0], "tiled_s": tiled_s, "old_elements": old_elements, "old_s": old_s,
-                     "local_elements": local}}
-    every = [None] * dist.get_world_size()
-    dist.all_gather_object(every, mine)
-    if dist.get_rank() == 0:
-        from megatron_grow.flops import param_count
-
-        with open(args.out, "w") as f:
-            json.dump({"source_params": param_count(cfg), "grown_params": param_count(cfg_t),
-                       "source_bytes": source_bytes, "grown_bytes": grown_bytes, "loss_before": event["loss_before"],
-                       "loss_after": event["loss_after"], "ranks": every}, f)
-    platform.shutdown()
+    return {"tiled_elements": drawn[0], "tiled_s": tiled_s, "old_elements": old_elements, "old_s": old_s,
+            "local_elements": local}
 
 
 def _cfg(model: str, preset: str, layers: int):
@@ -222,53 +236,69 @@ def main(argv=None):
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--grow-tp", type=int, default=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args)
     shape = ["--hidden-size", str(args.hidden_size), "--target-layers", str(args.target_layers),
              "--vocab-size", str(args.vocab_size), "--grow-init", args.grow_init]
-    with tempfile.TemporaryDirectory() as d:
-        t0 = time.time()
-        res = run_worker(__file__, 2, ["--dir", d, *shape])
-        wall = time.time() - t0
-    ranks = res["ranks"]
-    slowest = lambda f: max(f(r) for r in ranks)  # noqa: E731  (a collective phase ends with its slowest rank)
-    phases = {k: slowest(lambda r, k=k: r["phases"][k]) for k in [*PHASES, "other"]}
-    init = {k: slowest(lambda r, k=k: r["init"][k]) for k in ranks[0]["init"]}
+    runs, t0 = {}, time.time()
+    for label, tp, env in CASES:
+        with tempfile.TemporaryDirectory() as d:
+            res = run_worker(__file__, 2, ["--dir", d, "--grow-tp", str(tp), *shape], env=env)
+        ranks = res["ranks"]
+        slowest = lambda f: max(f(r) for r in ranks)  # noqa: E731,B023  (a collective phase ends with its slowest rank)
+        r = runs[label] = {"result": res, "via": res["via"], "event_s": slowest(lambda r: r["event_s"]),
+                           "phases": {k: slowest(lambda r, k=k: r["phases"][k]) for k in [*PHASES, "other"]},
+                           "save_s": slowest(lambda r: r["save_s"]), "load_s": slowest(lambda r: r["load_s"]),
+                           "first_save_s": slowest(lambda r: r["first_save_s"])}
+        r["save_load_s"] = r["save_s"] + r["load_s"]
+        if tp > 1:
+            init = {k: slowest(lambda r, k=k: r["init"][k]) for k in ranks[0]["init"]}
+    wall = time.time() - t0
+    tp2 = runs[CASES[0][0]]
+    res, phases = tp2["result"], tp2["phases"]
     m = {"tp": 2, "world": 2, "grown_params": res["grown_params"], "grown_bytes": res["grown_bytes"],
-         "save_s": slowest(lambda r: r["save_s"]), "load_s": slowest(lambda r: r["load_s"]),
+         "save_s": tp2["save_s"], "load_s": tp2["load_s"],
          "tiled_elements": init["tiled_elements"], "init_s": phases["init deep model"],
          "groups_s": phases["parallel groups"],
          "build_s": phases["build deep model"],
          # the old scheme drew local + full elements; its rate per element, relative to the tiled draw's
          "old_rate_ratio": (init["old_elements"] / init["old_s"]) / (init["tiled_elements"] / init["tiled_s"])}
-    event_s, save_load = slowest(lambda r: r["event_s"]), m["save_s"] + m["load_s"]
     est = [estimate(m, "gpt2", "7b", 0, 60, 8, 4, 32), estimate(m, "llama3", "8b", 1, 32, 2, 1, 8)]
-    data = {"meta": {**vars(args), "wall_s": wall, "cores": os.cpu_count()}, "result": res, "phases": phases,
-            "event_s": event_s, "save_s": m["save_s"], "load_s": m["load_s"], "init": init, "estimates": est}
+    data = {"meta": {**vars(args), "wall_s": wall, "cores": os.cpu_count()}, "runs": runs, "init": init,
+            "estimates": est}
+    labels = list(runs)
     md = ["# The growth event vs one save + load of the grown state", "",
           f"LLaMA3 h{args.hidden_size}, vocab {args.vocab_size}, 1 -> {args.target_layers} layers "
           f"({res['source_params'] / 1e6:.1f}M -> {res['grown_params'] / 1e6:.1f}M parameters), `--grow-init "
-          f"{args.grow_init}`, DP2 -> TP2, fp32 AdamW, CPU/gloo, 2 processes on {os.cpu_count()} shared cores, one "
-          f"run ({wall:.0f} s in all). Seconds of the slowest rank. Checkpoints: source "
-          f"{res['source_bytes'] / 1e6:.0f} MB, grown {res['grown_bytes'] / 1e6:.0f} MB (model + optimizer). A "
-          f"periodic save of the source before tau took {slowest(lambda r: r['first_save_s']):.1f} s (a process's "
-          "first save starts the checkpoint writer's helper process), so the event's save is not the first.", "",
-          "| growth event | s | | save + load of the grown state | s |", "|---|---:|---|---|---:|"]
-    right = [("save", m["save_s"]), ("load", m["load_s"]), ("**save + load**", save_load)]
-    left = [(k, phases[k]) for k in [*PHASES, "other"]] + [("**event**", event_s)]
-    for i, (k, v) in enumerate(left):
-        r = right[i] if i < len(right) else ("", None)
-        md.append(f"| {k} | {v:.2f} | | {r[0]} | {'' if r[1] is None else f'{r[1]:.2f}'} |")
-    md += ["", f"Event / (save + load) = {event_s / save_load:.2f}; without the two held-out evaluations "
-           f"{(event_s - phases['evals']) / save_load:.2f}. Target (issue 17): below 1.", "",
+          f"{args.grow_init}`, fp32 AdamW, CPU/gloo, 2 processes on {os.cpu_count()} shared cores, one job per "
+          f"column ({wall:.0f} s in all). Seconds of the slowest rank. Checkpoints: source "
+          f"{res['source_bytes'] / 1e6:.0f} MB, grown {res['grown_bytes'] / 1e6:.0f} MB (model + optimizer, "
+          "either layout). A periodic save of the source before tau took "
+          f"{max(r['first_save_s'] for r in runs.values()):.1f} s at most (a process's first save starts the "
+          "checkpoint writer's helper process), so the event's save is not the first.", "",
+          "| | " + " | ".join(f"{k} ({runs[k]['via']})" for k in labels) + " |",
+          "|---|" + "---:|" * len(labels)]
+    row = lambda name, f: md.append(f"| {name} | " + " | ".join(f"{f(runs[k]):.2f}" for k in labels) + " |")  # noqa: E731
+    for k in [*PHASES, "other"]:
+        row(k, lambda r, k=k: r["phases"][k])
+    row("**event**", lambda r: r["event_s"])
+    row("save of the grown state", lambda r: r["save_s"])
+    row("load of the grown state", lambda r: r["load_s"])
+    row("**save + load**", lambda r: r["save_load_s"])
+    row("event / (save + load)", lambda r: r["event_s"] / r["save_load_s"])
+    row("the same without the evaluations", lambda r: (r["event_s"] - r["phases"]["evals"]) / r["save_load_s"])
+    md += ["", "Target (issues 17, 24): the event below one save + load of the grown state (a ratio below 1). "
+           "`evals`: the held-out loss before and after growth (after: not with `--grow-init zero` / "
+           "`copy_zeroL`, which keep the function).", "",
            "Init of the grown model at TP2, per rank (largest):", "",
            "| init | elements drawn | of the rank's own elements | s |", "|---|---:|---:|---:|",
            f"| tiled (now) | {init['tiled_elements'] / 1e6:.1f}M | "
            f"{init['tiled_elements'] / init['local_elements']:.2f} | {init['tiled_s']:.2f} |",
            f"| before: megatron's local draw + the full tensor, sliced | {init['old_elements'] / 1e6:.1f}M | "
            f"{init['old_elements'] / init['local_elements']:.2f} | {init['old_s']:.2f} |", "",
-           "Estimate at this run's per-rank rates (assumptions in the README):", "",
+           "Estimate at the DP2 -> TP2 run's per-rank rates (assumptions in the README):", "",
            "| model | layout | grown params | grown state GB | save source | build | init (before) | load_grown "
            "| event w/o evals | save + load grown |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for e in est:
