@@ -126,13 +126,14 @@ def test_function_preserving_online_growth_into_uneven_pipeline(tmp_path):
     assert abs(ev["loss_before"] - ev["loss_after"]) <= 1e-5 * ev["loss_before"]
 
 
-@pytest.mark.parametrize("flags", [["--grow-init", "random", "--grow-optimizer-state", "inherit"],
+@pytest.mark.parametrize("flags", [["--optimizer", "muon-nsgd", "--grow-init", "random", "--grow-optimizer-state",
+                                    "inherit"],
                                    ["--bf16", "--grow-init", "copy_zeroL", "--grow-optimizer-state", "reset"]],
-                         ids=["fp32-random-inherit", "bf16-copy_zeroL-reset"])
+                         ids=["fp32-muon-random-inherit", "bf16-adam-copy_zeroL-reset"])
 def test_in_memory_growth_equals_checkpoint_path(tmp_path, flags):
     """DP2 -> DP2: growth in memory gives bit for bit the metrics of growth through a checkpoint (every loss,
-    grad norm and LR after it), fp32 and bf16 (fp32 masters carried exactly); copy_zeroL keeps the held-out
-    loss without re-measuring it."""
+    grad norm and LR after it), fp32 with Muon-NSGD's momentum and bf16 with AdamW (fp32 masters carried
+    exactly); copy_zeroL keeps the held-out loss without re-measuring it."""
     mem, ck = grow_both_ways(tmp_path, 2, [*ARGS, *GROW, *flags])
     assert mem["to_layout"] == mem["from_layout"] == {"tp": 1, "pp": 1, "dp": 2}
     assert mem["loss_after_measured"] == ck["loss_after_measured"] == ("copy_zeroL" not in flags)
