@@ -111,16 +111,12 @@ def _grow_in_memory(cfg, target, state, data, device, plan):
     return new
 
 
-def _piece_names(optimizer) -> list[str]:
-    return [optimizer.local_names[i] for i, _, _ in optimizer.pieces]
-
-
 @torch.no_grad()
 def copy_grown(src, new, plan, optimizer_state: str = "inherit") -> None:
     """Fill the grown State ``new`` from ``src`` at the same layout, as load_grown fills it from src's
     checkpoint: the weights and saved buffers (MoE expert bias) of every planned source, a bf16 model's
     fp32 masters exactly, the moments and step count ``optimizer_state`` asks for; then zero the output
-    projections the plan asks for. (Unsharded optimizers: a piece is a whole parameter.)"""
+    projections the plan asks for. (Unsharded optimizers: master j is parameter j's.)"""
     every = lambda t: True  # noqa: E731  every planned source feeds the weights (and masters)
     old = src.module.state_dict(keep_vars=True)  # (the tensors a checkpoint holds: parameters, saved buffers)
     for name, t in new.module.state_dict(keep_vars=True).items():
@@ -128,15 +124,15 @@ def copy_grown(src, new, plan, optimizer_state: str = "inherit") -> None:
         if key is not None:
             t.copy_(old[key])
     so, no = src.optimizer, new.optimizer
-    pieces = dict(zip(_piece_names(so), zip(so.masters, so.copied, strict=True), strict=True))
+    source = dict(zip(so.local_names, zip(so.masters, so.copied, strict=True), strict=True))
     masters = {}  # target parameter name -> the source's fp32 master (bf16)
-    for name, m in zip(_piece_names(no), no.masters, strict=True):
+    for name, m in zip(no.local_names, no.masters, strict=True):
         key = source_key(name, plan, every)
-        if key is not None and pieces[key][1]:
-            masters[name] = pieces[key][0]
+        if key is not None and source[key][1]:
+            masters[name] = source[key][0]
         key = source_key(name, plan, MOMENTS[optimizer_state])
         if key is not None and optimizer_state != "reset":
-            for k, v in so.optimizer.state[pieces[key][0]].items():
+            for k, v in so.optimizer.state[source[key][0]].items():
                 if k != "step":
                     no.optimizer.state[m][k].copy_(v)
     if optimizer_state != "reset":  # reset: the zero moments and step 0 of a new optimizer stay
