@@ -61,7 +61,7 @@ from benchmarks.launch import RESULTS, run_worker, train, write  # noqa: E402
 # the run's shapes: layers, sequence, micro-batch per process, vocab, warm-up and timed iterations by width
 FULL = dict(layers=4, seq=256, mbs=4, vocab=32000, warmup=2, iters={64: 8, 128: 8, 256: 6, 512: 6},
             matmul=(1024, 2048, 4096))
-QUICK = dict(layers=2, seq=64, mbs=2, vocab=16384, warmup=1, iters={64: 4}, matmul=(256, 512))
+QUICK = dict(layers=2, seq=64, mbs=2, vocab=16384, warmup=1, iters={64: 9}, matmul=(256, 512))
 TARGET_RATIO, TARGET_BF16, TARGET_WIDTH = 0.9, 2.0, 256
 
 
@@ -337,10 +337,12 @@ def measure(family: str, width: int, nproc: int, sizes: dict, precisions: list[s
     base = {"family": family, "width": width, "nproc": nproc, "layers": cfg.num_layers, "seq": cfg.seq_length,
             "global_batch": cfg.global_batch_size, "vocab": spec["vocab"], "params": spec["params"],
             "tokens_per_iter": tokens, "flops_per_iter": flops, "timed_iters": spec["iters"]}
+    t0 = time.time()
     try:
         bare = run_worker(__file__, nproc, ["--spec", json.dumps(spec)], timeout=timeout)
     except Exception as e:  # noqa: BLE001 (the rows say why)
         bare = {"error": str(e)}
+    base["bare_wall_s"] = time.time() - t0
     rows = []
     for p in precisions:
         row = dict(base, precision=p)
@@ -506,6 +508,19 @@ def median_round(rounds: list[dict]) -> dict:
     return sorted(rounds, key=lambda r: r["iteration_ms"])[len(rounds) // 2]
 
 
+def per_iteration(run, n: int) -> dict:
+    """``run()`` (``n`` iterations): wall, CPU (user + system) and system milliseconds and minor page faults
+    per iteration (this process's; CPU time changes least when the cores are shared)."""
+    import resource
+
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run()
+    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    return {"iteration_ms": (t1 - t0) / n * 1e3, "sys_ms": (r1.ru_stime - r0.ru_stime) / n * 1e3,
+            "cpu_ms": (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / n * 1e3,
+            "minor_faults": (r1.ru_minflt - r0.ru_minflt) / n}
+
+
 def profile_bare(spec: dict, bf16: bool, warmup: int, n: int) -> dict:
     bare = Bare(spec, bf16)
     for _ in range(warmup):
@@ -513,11 +528,8 @@ def profile_bare(spec: dict, bf16: bool, warmup: int, n: int) -> dict:
     rounds = []
     for _ in range(ROUNDS):
         t = Timers()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            bare.step(t)
-        rounds.append({"iteration_ms": (time.perf_counter() - t0) / n * 1e3,
-                       "phases_ms": {k: v / n * 1e3 for k, v in t.seconds.items()}})
+        m = per_iteration(lambda t=t: [bare.step(t) for _ in range(n)], n)
+        rounds.append(dict(m, phases_ms={k: v / n * 1e3 for k, v in t.seconds.items()}))
     return dict(median_round(rounds), **host_profile(lambda: [bare.step() for _ in range(n)], n))
 
 
@@ -553,22 +565,20 @@ def profile_trainer(flags: list[str], warmup: int, n: int) -> dict:
              (trainer, "log", "metrics record"), (trainer, "stop_if_asked", "stop check (all-reduce)")]
     trainer.evaluate_if_due = lambda: None  # (each run below ends where a run would evaluate: not measured)
 
-    def run(k: int) -> float:
-        """``k`` more iterations; seconds per iteration."""
+    def run(k: int) -> None:
+        """``k`` more iterations."""
         t.seconds.clear()
         cfg.train_iters = state.iteration + k
-        t0 = time.perf_counter()
         trainer.run()
-        return (time.perf_counter() - t0) / k
 
     run(warmup)
     undo = [t.wrap(*w) for w in wraps]
 
     def timed() -> dict:
-        per_iter = run(n)
+        m = per_iteration(lambda: run(n), n)
         phases = {k: v / n * 1e3 for k, v in t.seconds.items()}
         phases["forward"] -= phases.get("data", 0.0)  # (forward_step fetches the batch)
-        return {"iteration_ms": per_iter * 1e3, "phases_ms": phases}
+        return dict(m, phases_ms=phases)
 
     # the mode and its alternative take turns, ROUNDS times (the cores may be shared): the median round of each
     with_mode, without = [], []
@@ -591,8 +601,10 @@ def _phase_table(trainer: dict, bare: dict) -> list[str]:
         out.append(f"| {k} | " + " | ".join(_f(c.get(k), ".1f") for c in cols) + " |")
     rest = [d["iteration_ms"] - sum(d["phases_ms"].values()) for d in (trainer, trainer["without_mode"], bare)]
     out.append("| other (the rest of the iteration) | " + " | ".join(f"{x:.1f}" for x in rest) + " |")
-    out.append(f"| **iteration** | {trainer['iteration_ms']:.1f} | {trainer['without_mode']['iteration_ms']:.1f} "
-               f"| {bare['iteration_ms']:.1f} |")
+    for key, label, fmt in (("iteration_ms", "**iteration**", ".1f"), ("cpu_ms", "CPU time (user + system)", ".1f"),
+                            ("sys_ms", "of which system", ".1f"), ("minor_faults", "minor page faults", ",.0f")):
+        out.append(f"| {label} | " + " | ".join(format(d[key], fmt) for d in (trainer, trainer["without_mode"], bare))
+                   + " |")
     return out
 
 
