@@ -49,6 +49,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -341,26 +342,35 @@ def measure(family: str, width: int, nproc: int, sizes: dict, precisions: list[s
     try:
         bare = run_worker(__file__, nproc, ["--spec", json.dumps(spec)], timeout=timeout)
     except Exception as e:  # noqa: BLE001 (the rows say why)
-        bare = {"error": str(e)}
+        bare = {"error": e}
     base["bare_wall_s"] = time.time() - t0
     rows = []
     for p in precisions:
         row = dict(base, precision=p)
         rows.append(row)
         if "error" in bare:
-            row["error"] = "bare loop: " + bare["error"][-2000:]
+            failed(row, "bare loop", bare["error"])
         else:
             b = bare[p]
             row.update(bare_step_time_s=steady(b["step_time_s"], sizes["warmup"]), bare_losses=b["lm_loss"])
         try:
             run = train(flags[p], os.path.join(work, f"{family}_{width}_{nproc}_{p}.jsonl"), nproc, timeout)
         except Exception as e:  # noqa: BLE001
-            row["error"] = row.get("error", "") + "trainer: " + str(e)[-2000:]
+            failed(row, "trainer", e)
             continue
         steps = [r for r in run["records"] if "lm_loss" in r]
         row.update(step_time_s=steady([r["step_time_s"] for r in steps], sizes["warmup"]),
                    losses=[r["lm_loss"] for r in steps], trainer_wall_s=run["wall_s"])
     return rows
+
+
+def failed(row: dict, who: str, e: Exception) -> None:
+    """Record in ``row`` that ``who`` failed: the error's last exception line (a failed run's log ends with
+    torchrun's summary; a rank's own exception comes before it) as ``error``, the log's tail as ``error_log``."""
+    lines = str(e).splitlines()
+    raised = [x for x in lines if re.match(r"(\[rank\d+\]: )?[\w.]*(Error|Exception): \S", x)]
+    row["error"] = "; ".join(filter(None, [row.get("error"), f"{who}: {(raised or lines or [repr(e)])[0][:300]}"]))
+    row["error_log"] = row.get("error_log", "") + str(e)[-3000:]
 
 
 def derive(rows: list[dict], peak: dict) -> None:
@@ -415,7 +425,7 @@ def markdown(data: dict) -> str:
     for r in data["rows"]:
         if r.get("error"):
             out.append(f"| {r['family']} | {r['width']} | {r['precision']} | {r['nproc']} | error: "
-                       f"{' '.join(r['error'].split())[:300].replace('|', '/')} |||||||")
+                       f"{r['error'][:300].replace('|', '/')} |||||||")
             continue
         gf = None if r["flops_per_s"] is None else r["flops_per_s"] / 1e9
         frac = f"{_f(r['fraction_of_peak'], '.1%')} ({_f(r['bare_fraction_of_peak'], '.1%')})"
@@ -639,7 +649,13 @@ def profile(family: str, width: int, precisions: list[str], sizes: dict, stem: s
         flags += ["--lr-warmup-iters", "0", "--no-progress"]
         with function_modes_off():  # (a previous precision's trainer left the CPU mode on)
             bare = profile_bare(bare_spec(finalized(flags, 1)), p == "bf16", warmup, n)
-        trainer = profile_trainer(flags, warmup, n)
+        try:
+            trainer = profile_trainer(flags, warmup, n)
+        except Exception as e:  # noqa: BLE001 (a trainer that fails: say so, go on)
+            results[p] = {"bare": bare, "trainer_error": f"{type(e).__name__}: {e}"}
+            md += ["", f"## {p}: the trainer failed ({type(e).__name__}: {e}); bare {bare['iteration_ms']:.0f} ms "
+                   "per iteration", *_top("bare loop", bare)]
+            continue
         results[p] = {"trainer": trainer, "bare": bare}
         md += ["", f"## {p}: trainer {trainer['iteration_ms']:.0f} ms, bare {bare['iteration_ms']:.0f} ms per "
                f"iteration (trainer / bare time {trainer['iteration_ms'] / bare['iteration_ms']:.2f})", "",
@@ -689,7 +705,7 @@ def main(argv=None):
                     for r in rows[-len(precisions):]:
                         print(f"{family} W{width} {r['precision']} x{nproc}: trainer "
                               f"{_f(r['tokens_per_s'], ',.0f')} tok/s, bare {_f(r['bare_tokens_per_s'], ',.0f')} "
-                              f"tok/s{' ' + r['error'][:500] if r.get('error') else ''}", flush=True)
+                              f"tok/s{' (' + r['error'] + ')' if r.get('error') else ''}", flush=True)
     meta = {k: v for k, v in sizes.items() if k not in ("iters", "matmul")}
     meta.update(iters=sizes["iters"], matmul_sizes=sizes["matmul"], quick=args.quick, cores=os.cpu_count(),
                 load_before=load_before, load_after=os.getloadavg()[0], seconds=time.time() - t0)
