@@ -1,6 +1,6 @@
 """Training throughput on this CPU: the trainer against a bare PyTorch loop and the matmul peak.
 
-    python benchmarks/throughput.py [--families gpt2,llama3 --widths 64,128,256,512]
+    python benchmarks/throughput.py [--families gpt2,llama3 --widths 64,128,256,512]  # ~12 min, 2 idle cores
     python benchmarks/throughput.py --quick --widths 64 --families llama3 --out DIR/throughput  # CI, ~1 min
     python benchmarks/throughput.py --profile --families llama3 --widths 256 [--precisions bf16]
 
@@ -34,9 +34,11 @@ the bare loop; bf16 >= 2 x fp32 (the trainer's).
 
 ``--profile`` instead runs both loops of the first family and width in this process (one process,
 one thread) and breaks an iteration down: the trainer's phases (timed by wrappers around the
-functions it calls), the same with megatron_grow.platform's CPU TorchFunctionMode taken off the
-stack, the bare loop's phases, and the top host-side functions (cProfile, own time) and torch ops
-(torch.profiler, self CPU time) of each.
+functions its loop calls), the same with megatron_grow.platform's CPU TorchFunctionMode (which
+every torch call goes through) replaced by wrappers around torch's tensor factories, the bare
+loop's phases; wall, CPU and system time and page faults per iteration (the median of a few rounds:
+CPU time holds up best on shared cores); and the top host-side functions (cProfile, own time) and
+torch ops (torch.profiler, self CPU time) of each.
 
 Results: benchmarks/results/throughput.json / .md (``--out`` STEM: STEM.json / .md; the profile
 STEM_profile.json / .md).
@@ -425,7 +427,7 @@ def markdown(data: dict) -> str:
     for r in data["rows"]:
         if r.get("error"):
             out.append(f"| {r['family']} | {r['width']} | {r['precision']} | {r['nproc']} | error: "
-                       f"{r['error'][:300].replace('|', '/')} |||||||")
+                       f"{r['error'][:300].replace('|', '/')} |" + " |" * 7)
             continue
         gf = None if r["flops_per_s"] is None else r["flops_per_s"] / 1e9
         frac = f"{_f(r['fraction_of_peak'], '.1%')} ({_f(r['bare_fraction_of_peak'], '.1%')})"
@@ -677,6 +679,7 @@ def main(argv=None):
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--nprocs", default="1,2", help="processes per run (2: DP2)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few iterations (the test's)")
+    ap.add_argument("--vocab-size", type=int, help="instead of 32000 (--quick: 16384)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per run (each bare job and trainer run)")
     ap.add_argument("--profile", action="store_true",
                     help="break down one iteration of the first family and width in this process instead")
@@ -686,7 +689,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker:
         return bare_worker(args)
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL, **({"vocab": args.vocab_size} if args.vocab_size else {}))
     families, precisions = args.families.split(","), args.precisions.split(",")
     widths, nprocs = [int(w) for w in args.widths.split(",")], [int(n) for n in args.nprocs.split(",")]
     os.environ["OMP_NUM_THREADS"] = "1"  # (the trainer runs' threads per process: launch.train keeps it)
