@@ -18,9 +18,9 @@ MUON = ["--optimizer", "muon-nsgd"]
 LAYOUT_REL = 1e-3
 
 
-def job(tmp_path, nproc, name, *extra, args=ARGS):
+def job(tmp_path, nproc, name, *extra, args=ARGS, env=None):
     metrics = str(tmp_path / name) + ".jsonl"
-    torchrun(nproc, [*args, *extra, "--metrics-file", metrics])
+    torchrun(nproc, [*args, *extra, "--metrics-file", metrics], env=env)
     return losses(metrics)
 
 
@@ -92,7 +92,8 @@ def test_growth_online_equals_offline_and_keeps_the_masters(world, tmp_path):
     resuming gives the online run's losses; the grown checkpoint's masters are the source's, exactly."""
     grow = ["--num-layers", "1", "--grow-at-iter", "3", "--grow-to-layers", "4", "--grow-init", "copy_zeroL",
             "--grow-tensor-model-parallel-size", "2"]
-    online = job(tmp_path, 2, "online", *grow, "--save", str(tmp_path / "ck"))
+    online = job(tmp_path, 2, "online", *grow, "--save", str(tmp_path / "ck"),
+                 env={"MEGATRON_GROW_GROW_EVAL_AFTER": "1"})  # (measured, not taken as preserved)
     event = next(r for r in read_metrics(str(tmp_path / "online.jsonl")) if r.get("event") == "grow")
     assert abs(event["loss_after"] - event["loss_before"]) <= 1e-2 * event["loss_before"]
     src, grown = tmp_path / "ck" / "grow_source", tmp_path / "grown"
