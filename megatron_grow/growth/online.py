@@ -31,7 +31,7 @@ import torch.distributed as dist
 
 from megatron_grow import checkpointing, config, mup, platform, runstate
 from megatron_grow.growth.plan import format_plan, make_plan
-from megatron_grow.growth.reshard import MOMENTS, _zero_output_projections, load_grown, source_key
+from megatron_grow.growth.reshard import MOMENTS, load_grown, source_key, zero_output_projections
 from megatron_grow.models import growth_kinds
 
 VIA_CHECKPOINT = "MEGATRON_GROW_GROW_VIA_CHECKPOINT"
@@ -136,8 +136,7 @@ def copy_grown(src, new, plan, optimizer_state: str = "inherit") -> None:
                 if k != "step":
                     no.optimizer.state[m][k].copy_(v)
     if optimizer_state != "reset":  # reset: the zero moments and step 0 of a new optimizer stay
-        steps = {float(s["step"]) for s in so.optimizer.state.values() if "step" in s}
-        no.set_step(steps.pop() if steps else 0.0)
-    zeroed = _zero_output_projections(new.module, plan)
+        no.set_step(so.common_step())
+    zeroed = zero_output_projections(new.module, plan)
     no.sync_masters_from_params()  # (new layers: their init; zeroed projections: zero)
     no.set_masters({n: m for n, m in masters.items() if n not in zeroed})

@@ -107,13 +107,13 @@ def load_grown(path: str, model, optimizer, plan: list[TargetLayer], optimizer_s
                     optimizer.optimizer.state[masters[int(pid)]][key].copy_(tensor)
     if optimizer_state != "reset":  # reset: the zero moments and step 0 of a new optimizer stay
         optimizer.set_step(common["optimizer"].get("common_step", 0.0))
-    zeroed = _zero_output_projections(model, plan)
+    zeroed = zero_output_projections(model, plan)
     optimizer.sync_masters_from_params()  # (new layers: their init; zeroed projections: zero)
     optimizer.set_masters({n: t for n, t in exact.items() if n not in zeroed})
     return common
 
 
-def _zero_output_projections(model, plan: list[TargetLayer]) -> set[str]:
+def zero_output_projections(model, plan: list[TargetLayer]) -> set[str]:
     """Zero the residual output projections of the layers the plan asks for; returns their names."""
     out = set()
     for i, layer in enumerate(model.decoder.layers):
