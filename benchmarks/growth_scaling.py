@@ -142,7 +142,7 @@ class Job:
             return r.iters(p.T) * step + 15
         src = max(r.source, 0.3) / p.layers
         if r.tau is None:
-            return p.T * step * src + 15
+            return r.iters(p.T) * step * src + 15
         return (r.tau * p.T * src + (1 - r.tau) * p.T) * step + 25
 
 
@@ -248,9 +248,39 @@ def _precision(add, seed):
         add(p, [GROWN[2]], ["--bf16"], "p1-copy_zeroL-0.8+bf16")
 
 
+# The control (issue 25): the never-grown sources and the depths between them and the target, each
+# on its own schedule at T and shorter (the frontier is the Pareto front over depths), and the LR of
+# every run swept over 8x around the study's 1e-2, so that each side is compared at its own best LR.
+NEVER_GROWN = [Run("src-0", 0), Run("src-1", 1)]
+CONTROL_LRS = ("1e-2", "2e-2", "5e-3", "4e-2")  # (1e-2: the study's runs without +lr)
+CONTROL_GROWN = ("p1-copy_zeroL-0.8-stack", "p1-copy_zeroL-2step-stack")
+
+
+def control_runs(L: int) -> list[tuple[Run, tuple[str, ...], str]]:
+    """(run, extra flags, variant name) of the control at target depth L, in the order to run them:
+    the sources and fixed run first (the depth gain), then growth, then the depths between and the
+    shorter runs of the frontier."""
+    grown = [(next(r for r in GROWN if r.name == RECIPES[v][0]), tuple(RECIPES[v][1]), v) for v in CONTROL_GROWN]
+    between = [Run(f"d{d}", d) for d in (2, 4, 16) if d < L]
+    shorter = [Run(f"{r.name}-{f}", r.source, length=f) for r in [NEVER_GROWN[1], *between] for f in (0.6, 0.35)]
+    return ([(r, (), None) for r in (FIXED[0], *NEVER_GROWN)] + grown
+            + [(r, (), None) for r in (*between, FIXED[1], FIXED[2], *shorter)])
+
+
+def _control(add, seed):
+    p = Point(T=1500, seed=seed)
+    for run, extra, variant in control_runs(p.layers):
+        for lr in CONTROL_LRS:
+            name = variant or run.name
+            if lr == "1e-2":
+                add(p, [run], extra, variant)
+            else:
+                add(p, [run], [*extra, "--lr", lr], f"{name}+lr{lr}")
+
+
 PRECISION_T = 600
 AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "w16": _w16, "tmix": _tmix, "recipe": _recipe,
-        "twostep": _twostep, "precision": _precision}
+        "twostep": _twostep, "precision": _precision, "control": _control}
 
 
 def import_progressive_vs_fixed(path: str, jobs: list[Job]) -> list[str]:
@@ -738,6 +768,60 @@ def precision_summary(results: list[dict]) -> tuple[dict, str]:
     return out, "\n".join(lines) + "\n"
 
 
+def control_summary(results: list[dict], conv: str = "cum_flops_6n") -> tuple[dict, str]:
+    """The control at one point: each run's LR curve and best LR (interior or at an edge of the sweep),
+    the depth gain (never-grown 1-layer source vs the fixed run, each at its best LR), each growth's gap,
+    recovered fraction (L_source - L_grown) / (L_source - L_fixed) and distance to the fixed-size
+    frontier: the Pareto front over every depth and length at its best LR, log-loss linear in
+    log-compute between its points."""
+    curves: dict[str, dict[float, dict]] = {}
+    for r in results:
+        base, _, lr = r["name"].partition("+lr")
+        curves.setdefault(base, {})[float(lr or 1e-2)] = r
+    ref = curves.get("fixed")
+    if not ref:
+        return {}, "no fixed run yet\n"
+    c_ref = next(iter(ref.values()))[conv]
+    runs = []
+    for base, by_lr in curves.items():
+        lrs = sorted(by_lr)
+        best = min(lrs, key=lambda x: by_lr[x]["val_loss"])
+        r = by_lr[best]
+        runs.append({"name": base, "grown": r["tau_fraction"] is not None or "chain" in r,
+                     "compute": r[conv] / c_ref, "best_lr": best,
+                     "val_loss": r["val_loss"], "interior": lrs[0] < best < lrs[-1], "lrs": lrs,
+                     "curve": {f"{x:g}": by_lr[x]["val_loss"] for x in lrs}})
+    by = {r["name"]: r for r in runs}
+    fixed_pts = sorted((r["compute"], r["val_loss"], r["name"]) for r in runs if not r["grown"])
+    pareto = [p for i, p in enumerate(fixed_pts) if all(q[1] > p[1] for q in fixed_pts[:i])]
+
+    def front(c):
+        pts = [(x, y) for x, y, _ in pareto]
+        return frontier(pts, c) if len(pts) > 1 else pts[0][1]
+
+    fx, src = by["fixed"]["val_loss"], by.get("src-1", {}).get("val_loss")
+    gain = src / fx - 1 if src else None
+    for r in runs:
+        r["gap"] = r["val_loss"] / fx - 1
+        r["vs_frontier"] = r["val_loss"] / front(r["compute"]) - 1
+        if r["grown"] and src:
+            r["recovered"] = (src - r["val_loss"]) / (src - fx)
+    out = {"conv": conv, "depth_gain": gain, "informative": gain is not None and gain >= 0.03,
+           "pareto": [n for _, _, n in pareto], "runs": runs}
+    lines = [f"Control at w32, vocab 512, 8 layers, T 1500 (one seed): every run at its own best LR of "
+             f"{', '.join(CONTROL_LRS)} (Muon-NSGD, match_adamw). Depth gain (1-layer never grown vs fixed): "
+             + (f"{gain:+.2%}" + ("" if out["informative"] else " (under 3%: uninformative)") if gain is not None
+                else "not yet measured") + f". Frontier: Pareto front of {', '.join(out['pareto'])}.", "",
+             "| run | compute (6N) | best LR | interior | held-out | gap | recovered | vs frontier | LR curve |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    for r in sorted(runs, key=lambda r: (r["grown"], -r["compute"])):
+        rec = f"{r['recovered']:.0%}" if "recovered" in r else "-"
+        curve = ", ".join(f"{k}: {v:.4f}" for k, v in r["curve"].items())
+        lines.append(f"| {r['name']} | {r['compute']:.3f} | {r['best_lr']:g} | {'yes' if r['interior'] else 'no'} | "
+                     f"{r['val_loss']:.4f} | {r['gap']:+.2%} | {rec} | {r['vs_frontier']:+.2%} | {curve} |")
+    return out, "\n".join(lines) + "\n"
+
+
 def analyse(results: list[dict], seed: int) -> None:
     rows = point_table(results)
     noise = seed_noise(rows)
@@ -803,7 +887,12 @@ def main(argv=None):
         data, table = precision_summary([r for r in (load(j) for j in jobs if j.key in precision) if r])
         write(os.path.join(RESULTS, "growth_scaling_precision"), data, table)
         print(table)
-    study = [j for j in jobs if j.key not in precision]
+    control = {j.key for j in plan(["control"], seed)} if "control" in axes else set()
+    if control:  # (its own table, until the study's analysis takes every point's control)
+        data, table = control_summary([r for r in (load(j) for j in jobs if j.key in control) if r])
+        write(os.path.join(RESULTS, "growth_scaling_control"), data, table)
+        print(table)
+    study = [j for j in jobs if j.key not in precision | control]
     stored = [r for r in (load(j) for j in study) if r] + extra_stored(study)
     if stored:
         analyse(stored, seed)
