@@ -223,6 +223,7 @@ class Trainer:
     def __init__(self, cfg, state: State, data, device):
         from megatron_grow.config import grow_iteration, grown_config
         from megatron_grow.growth import online
+        from megatron_grow.growth.plan import warnings as plan_warnings
 
         self.cfg, self.state, self.data, self.device = cfg, state, data, device
         self.mon = Monitor(cfg, dist.get_rank(), state.iteration)
@@ -235,6 +236,9 @@ class Trainer:
             self.mon.print(warning)
         if cfg.grow_plan_text:
             self.mon.print(cfg.grow_plan_text)
+        if self.growth_pending():
+            for warning in plan_warnings(cfg.num_layers, cfg.grow_placement, cfg.grow_init):
+                self.mon.print(warning)
         if self.growth_pending() and not cfg.save and not online.in_memory(cfg, grown_config(cfg)):
             self.mon.print(f"warning: no --save, so the growth at iteration {self.tau} writes its source checkpoint to "
                            "a temporary directory on rank 0's machine and removes it afterwards (single-node jobs "

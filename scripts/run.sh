@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what is missing, then run the built-in default job: a 1-layer LLaMA3 trained on the bundled
-# CPython-docs corpus and grown to 4 layers (copy_zeroL) after 80% of its iterations, on 2 processes
-# (CPU, gloo) unless told otherwise; then the commands to go on. With RUN_DIR set to an earlier run's
+# CPython-docs corpus and grown to 4 layers (copy_zeroL, the trained layer first: stack) after 80% of
+# its iterations, on 2 processes (CPU, gloo) unless told otherwise; then the commands to go on. With
+# RUN_DIR set to an earlier run's
 # directory it resumes that run from its last checkpoint. Extra arguments are passed to the
 # trainer, e.g. `bash scripts/run.sh --train-iters 50`.
 set -euo pipefail
@@ -14,6 +15,7 @@ LOAD=()
 [ -f "$RUN_DIR/ckpt/latest_checkpointed_iteration.txt" ] && LOAD=(--load "$RUN_DIR/ckpt")  # resume where it stopped
 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m megatron_grow.train \
   --model llama3 --preset tiny --num-layers 1 --grow-to-layers 4 --grow-at-fraction 0.8 --grow-init copy_zeroL \
+  --grow-placement stack \
   --data-path demo --micro-batch-size 8 --global-batch-size 16 --train-iters 300 --lr 3e-3 --lr-decay-style wsd \
   --eval-interval 100 --eval-iters 4 \
   --save "$RUN_DIR/ckpt" --metrics-file "$RUN_DIR/metrics.jsonl" "${LOAD[@]}" "$@"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY, assert_close, grow_both_ways, load_state, losses, read_metrics, run, torchrun
-from megatron_grow.growth.plan import make_plan, problems
+from megatron_grow.growth.plan import make_plan, problems, warnings
 
 ARGS = ["--model", "llama3", *TINY, "--mock-data", "--vocab-size", "1000", "--micro-batch-size", "2",
         "--global-batch-size", "4", "--lr", "1e-2", "--lr-warmup-iters", "1", "--eval-interval", "100",
@@ -41,6 +41,10 @@ def test_plan_problems_name_the_flag():
     assert any("--grow-to-layers 2 must exceed" in p for p in problems(2, 2, "bottom", "random"))
     assert any("0-layer model has no block to copy" in p for p in problems(0, 4, "bottom", "copy"))
     assert any("--grow-placement 'diagonal'" in p for p in problems(1, 4, "diagonal", "random"))
+    # zero-output layers under trained ones: warned (benchmarks/growth_spike.py), above them or from 0 layers: not
+    assert "--grow-placement stack" in warnings(1, "bottom", "copy_zeroL")[0] and warnings(2, "bottom", "zero")
+    assert not (warnings(1, "stack", "copy_zeroL") or warnings(1, "top", "zero") or warnings(0, "bottom", "zero")
+                or warnings(1, "bottom", "copy"))
 
 
 @pytest.fixture(scope="module")

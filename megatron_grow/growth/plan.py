@@ -52,6 +52,17 @@ class TargetLayer:
         return f"layer {self.index:3d}{kind} <- {what}" + (", output projections zeroed" if self.zero_output else "")
 
 
+def warnings(source_layers: int, placement: str, init: str) -> list[str]:
+    """What a plan that works costs: zero-output layers under trained ones (benchmarks/growth_spike.py)."""
+    if source_layers >= 1 and placement == "bottom" and init in ("zero", "copy_zeroL"):
+        return [f"warning: --grow-init {init} with --grow-placement bottom puts the new zero-output layers under "
+                "the trained ones, where the residual stream is the small raw embeddings: their first updates "
+                "move the trained layers' normalised input and the train loss jumps (quickstart: +3 nats, ~20 "
+                "iterations to recover). --grow-placement stack (or top) puts them above the trained layers "
+                "and the loss does not rise"]
+    return []
+
+
 def problems(source_layers: int, target_layers: int, placement: str, init: str, flag: str = "--grow",
              kinds: tuple[list[str], list[str]] | None = None) -> list[str]:
     """Every reason the growth (source -> target, placement, init) cannot be planned. ``kinds``:
