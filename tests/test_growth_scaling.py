@@ -58,3 +58,23 @@ def test_point_table_gaps_against_fixed_and_frontier():
     assert grown["gap"] == pytest.approx(0.1) and grown["compute"] == pytest.approx(0.4)
     assert grown["gap_matched"] == pytest.approx(2.2 / gs.frontier([(0.35, 2.6), (0.6, 2.3), (1.0, 2.0)], 0.4) - 1)
     assert grown["gap_matched"] < 0 and grown["t_mix"] == 1  # equal train losses: mixed from the first point
+
+
+def test_control_summary_compares_each_side_at_its_best_lr():
+    """Best LR per run (interior or not), depth gain of the never-grown source, recovered fraction and the
+    Pareto front over depths, on runs with known answers."""
+    def run(name, loss, compute, tau=None):
+        return {"name": name, "val_loss": loss, "cum_flops_6n": compute, "tau_fraction": tau}
+
+    results = [run("fixed", 2.2, 1.0), run("fixed+lr2e-2", 2.0, 1.0), run("fixed+lr4e-2", 2.1, 1.0),
+               run("fixed+lr5e-3", 2.3, 1.0), run("src-1", 2.5, 0.2), run("src-1+lr2e-2", 2.4, 0.2),
+               run("d2-0.6", 2.6, 0.25), run("fixed-0.35", 2.3, 0.35),
+               run("grown", 2.3, 0.4, 0.8), run("grown+lr2e-2", 2.1, 0.4, 0.8)]
+    out, table = gs.control_summary(results)
+    runs = {r["name"]: r for r in out["runs"]}
+    assert runs["fixed"]["best_lr"] == 2e-2 and runs["fixed"]["interior"] and not runs["src-1"]["interior"]
+    assert out["depth_gain"] == pytest.approx(2.4 / 2.0 - 1) and out["informative"]
+    assert runs["grown"]["recovered"] == pytest.approx((2.4 - 2.1) / (2.4 - 2.0))
+    assert out["pareto"] == ["src-1", "fixed-0.35", "fixed"]  # d2-0.6: more compute than src-1, worse
+    assert runs["grown"]["vs_frontier"] < 0 and runs["fixed-0.35"]["vs_frontier"] == pytest.approx(0)
+    assert "| grown | 0.400 | 0.02 | no |" in table
