@@ -162,7 +162,7 @@ def plan(axes: list[str], seed: int) -> list[Job]:
 
     def add(point, runs, extra=(), variant=None):
         for r in runs:
-            j = Job(point, r, tuple(extra), variant, CHAINS.get(variant, ()))
+            j = Job(point, r, tuple(extra), variant, CHAINS.get((variant or "").partition("+lr")[0], ()))
             if j.key not in {x.key for x in jobs}:
                 jobs.append(j)
 

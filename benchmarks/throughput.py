@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py [--families gpt2,llama3 --widths 64,128,256,512]  # ~12 min, 2 idle cores
     python benchmarks/throughput.py --quick --widths 64 --families llama3 --out DIR/throughput  # CI, ~1 min
+    python benchmarks/throughput.py --micro-batch-size 16 --widths 256,512 --nprocs 1 --out DIR/mbs16  # larger matmuls
     python benchmarks/throughput.py --profile --families llama3 --widths 256 [--precisions bf16]
 
 One invocation measures, with one thread per process (OMP_NUM_THREADS=1):
@@ -682,6 +683,7 @@ def main(argv=None):
     ap.add_argument("--nprocs", default="1,2", help="processes per run (2: DP2)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few iterations (the test's)")
     ap.add_argument("--vocab-size", type=int, help="instead of 8192 (--quick: 16384)")
+    ap.add_argument("--micro-batch-size", type=int, help="per process, instead of 4 (--quick: 2)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per run (each bare job and trainer run)")
     ap.add_argument("--profile", action="store_true",
                     help="break down one iteration of the first family and width in this process instead")
@@ -691,7 +693,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker:
         return bare_worker(args)
-    sizes = dict(QUICK if args.quick else FULL, **({"vocab": args.vocab_size} if args.vocab_size else {}))
+    sizes = dict(QUICK if args.quick else FULL, **({"vocab": args.vocab_size} if args.vocab_size else {}),
+                 **({"mbs": args.micro_batch_size} if args.micro_batch_size else {}))
     families, precisions = args.families.split(","), args.precisions.split(",")
     widths, nprocs = [int(w) for w in args.widths.split(",")], [int(n) for n in args.nprocs.split(",")]
     os.environ["OMP_NUM_THREADS"] = "1"  # (the trainer runs' threads per process: launch.train keeps it)
