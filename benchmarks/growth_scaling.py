@@ -256,26 +256,36 @@ CONTROL_LRS = ("1e-2", "2e-2", "5e-3", "4e-2")  # (1e-2: the study's runs withou
 CONTROL_GROWN = ("p1-copy_zeroL-0.8-stack", "p1-copy_zeroL-2step-stack")
 
 
-def control_runs(L: int) -> list[tuple[Run, tuple[str, ...], str]]:
-    """(run, extra flags, variant name) of the control at target depth L, in the order to run them:
-    the sources and fixed run first (the depth gain), then growth, then the depths between and the
-    shorter runs of the frontier."""
-    grown = [(next(r for r in GROWN if r.name == RECIPES[v][0]), tuple(RECIPES[v][1]), v) for v in CONTROL_GROWN]
+def control_runs(L: int, grown: list[tuple[Run, tuple[str, ...], str]]) -> list[tuple[Run, tuple[str, ...], str]]:
+    """(run, extra flags, variant name) of the control at target depth L with the growth recipes
+    ``grown``, in the order to run them: the sources and fixed run first (the depth gain), then growth,
+    then the depths between and the shorter runs of the frontier."""
     between = [Run(f"d{d}", d) for d in (2, 4, 16) if d < L]
     shorter = [Run(f"{r.name}-{f}", r.source, length=f) for r in [NEVER_GROWN[1], *between] for f in (0.6, 0.35)]
     return ([(r, (), None) for r in (FIXED[0], *NEVER_GROWN)] + grown
             + [(r, (), None) for r in (*between, FIXED[1], FIXED[2], *shorter)])
 
 
+def control_points(seed: int) -> list[tuple[Point, list]]:
+    """The points under control with their growth recipes: the study's w32, T 1500 point (the recommended
+    recipes) and the w16, T 225 point where the study had growth reach the fixed run (its recipe)."""
+    recipe = lambda v: (next(r for r in GROWN if r.name == RECIPES[v][0]), tuple(RECIPES[v][1]), v)  # noqa: E731
+    stack = tuple(RECIPES["p1-copy_zeroL-0.8-stack"][1])
+    return [(Point(T=1500, seed=seed), [recipe(v) for v in CONTROL_GROWN]),
+            (dataclasses.replace(width_point(16), seed=seed),
+             [(Run("p1-copy_zeroL-0.88", 1, 0.88, "copy_zeroL"), stack, "p1-copy_zeroL-0.88-stack"),
+              recipe("p1-copy_zeroL-0.8-stack")])]
+
+
 def _control(add, seed):
-    p = Point(T=1500, seed=seed)
-    for run, extra, variant in control_runs(p.layers):
-        for lr in CONTROL_LRS:
-            name = variant or run.name
-            if lr == "1e-2":
-                add(p, [run], extra, variant)
-            else:
-                add(p, [run], [*extra, "--lr", lr], f"{name}+lr{lr}")
+    for p, grown in control_points(seed):
+        for run, extra, variant in control_runs(p.layers, grown):
+            for lr in CONTROL_LRS:
+                name = variant or run.name
+                if lr == "1e-2":
+                    add(p, [run], extra, variant)
+                else:
+                    add(p, [run], [*extra, "--lr", lr], f"{name}+lr{lr}")
 
 
 PRECISION_T = 600
@@ -769,18 +779,30 @@ def precision_summary(results: list[dict]) -> tuple[dict, str]:
 
 
 def control_summary(results: list[dict], conv: str = "cum_flops_6n") -> tuple[dict, str]:
-    """The control at one point: each run's LR curve and best LR (interior or at an edge of the sweep),
-    the depth gain (never-grown 1-layer source vs the fixed run, each at its best LR), each growth's gap,
-    recovered fraction (L_source - L_grown) / (L_source - L_fixed) and distance to the fixed-size
+    """The control, per point: each run's LR curve and best LR (interior or at an edge of the sweep),
+    the depth gain (never-grown 1-layer source vs the fixed run, each at its best LR), each growth's
+    gap, recovered fraction (L_source - L_grown) / (L_source - L_fixed) and distance to the fixed-size
     frontier: the Pareto front over every depth and length at its best LR, log-loss linear in
     log-compute between its points."""
+    by_point: dict[str, list[dict]] = {}
+    for r in results:
+        by_point.setdefault(Point(**r["point"]).tag, []).append(r)
+    out, lines = {"conv": conv, "points": {}}, []
+    for tag, rs in sorted(by_point.items()):
+        data, table = _control_point(rs, conv, tag)
+        out["points"][tag] = data
+        lines.append(table)
+    return out, "\n".join(lines)
+
+
+def _control_point(results: list[dict], conv: str, tag: str) -> tuple[dict, str]:
     curves: dict[str, dict[float, dict]] = {}
     for r in results:
         base, _, lr = r["name"].partition("+lr")
         curves.setdefault(base, {})[float(lr or 1e-2)] = r
     ref = curves.get("fixed")
     if not ref:
-        return {}, "no fixed run yet\n"
+        return {}, f"{tag}: no fixed run yet\n"
     c_ref = next(iter(ref.values()))[conv]
     runs = []
     for base, by_lr in curves.items():
@@ -788,8 +810,8 @@ def control_summary(results: list[dict], conv: str = "cum_flops_6n") -> tuple[di
         best = min(lrs, key=lambda x: by_lr[x]["val_loss"])
         r = by_lr[best]
         runs.append({"name": base, "grown": r["tau_fraction"] is not None or "chain" in r,
-                     "compute": r[conv] / c_ref, "best_lr": best,
-                     "val_loss": r["val_loss"], "interior": lrs[0] < best < lrs[-1], "lrs": lrs,
+                     "compute": r[conv] / c_ref, "best_lr": best, "val_loss": r["val_loss"],
+                     "interior": lrs[0] < best < lrs[-1], "lrs": lrs,
                      "curve": {f"{x:g}": by_lr[x]["val_loss"] for x in lrs}})
     by = {r["name"]: r for r in runs}
     fixed_pts = sorted((r["compute"], r["val_loss"], r["name"]) for r in runs if not r["grown"])
@@ -806,10 +828,10 @@ def control_summary(results: list[dict], conv: str = "cum_flops_6n") -> tuple[di
         r["vs_frontier"] = r["val_loss"] / front(r["compute"]) - 1
         if r["grown"] and src:
             r["recovered"] = (src - r["val_loss"]) / (src - fx)
-    out = {"conv": conv, "depth_gain": gain, "informative": gain is not None and gain >= 0.03,
+    out = {"depth_gain": gain, "informative": gain is not None and gain >= 0.03,
            "pareto": [n for _, _, n in pareto], "runs": runs}
-    lines = [f"Control at w32, vocab 512, 8 layers, T 1500 (one seed): every run at its own best LR of "
-             f"{', '.join(CONTROL_LRS)} (Muon-NSGD, match_adamw). Depth gain (1-layer never grown vs fixed): "
+    lines = [f"{tag} (one seed): every run at its own best LR of {', '.join(CONTROL_LRS)} (Muon-NSGD, "
+             "match_adamw). Depth gain (1-layer never grown vs fixed): "
              + (f"{gain:+.2%}" + ("" if out["informative"] else " (under 3%: uninformative)") if gain is not None
                 else "not yet measured") + f". Frontier: Pareto front of {', '.join(out['pareto'])}.", "",
              "| run | compute (6N) | best LR | interior | held-out | gap | recovered | vs frontier | LR curve |",
