@@ -32,7 +32,7 @@ Axes (all GPT2-shaped, head dimension 16, seq 128, 16 x 128 tokens per iteration
   w16    the width-16 point again: two more seeds, the stack placement, tau 0.88 T (under 0.45x in 6N)
   tmix   p0-random grown at 0.1, 0.3, 0.5, 0.7 T (T 1500), WSD and cosine: t_mix vs tau
   recipe variants of the 0.8 T growth at T 1500 (each against the same fixed baseline)
-  twostep the two-step growth (1 -> 4 at 0.7 T, 4 -> 8 at 0.85 T; chained runs) along T and width
+  twostep the two-step growth (1 -> 4 at 0.7 T, 4 -> 8 at 0.85 T; --grow-schedule) along T and width
 Laws: log gap = log a - b log x per progressive setting and axis, fitted by least squares;
 crossings of 1% and 0.5% with a 68% interval from a parametric bootstrap with the measured
 seed noise. Writes growth_scaling.json, .md and .png into benchmarks/results/.
@@ -88,9 +88,9 @@ RECIPES = {
     "p1-copy_zeroL-2step": ("p1-copy_zeroL-0.8", []),
     "p1-copy_zeroL-2step-stack": ("p1-copy_zeroL-0.8", ["--grow-placement", "stack"]),
 }
-# a variant that grows more than once: (source layers, target layers, tau as a fraction of T) per growth.
-# The trainer grows once per run, so each growth after the first is a second run that resumes the
-# previous one's checkpoint (saved at the next tau), as a user would chain them.
+# a variant that grows more than once: (source layers, target layers, tau as a fraction of T) per growth,
+# one run with --grow-schedule (the runs stored before it existed chained one run per growth, each resuming
+# the previous one's checkpoint: the same losses)
 CHAINS = {name: ((1, 4, 0.7), (4, 8, 0.85)) for name in ("p1-copy_zeroL-2step", "p1-copy_zeroL-2step-stack")}
 CHAINS["p1-copy_zeroL-2step-late"] = ((1, 4, 0.8), (4, 8, 0.92))  # w16: the compute of the one-step 0.88 T
 
@@ -352,14 +352,11 @@ def load(job: Job) -> dict | None:
 def execute(job: Job, data: dict[int, tuple[str, str]]) -> dict:
     """Train one job (1 process) and store its summary."""
     p = job.point
-    flags = [*p.flags(*data[p.vocab]), *job.run.flags(p.layers, p.T), *job.extra]
+    flags = [*p.flags(*data[p.vocab]), *(chain_flags(job) if job.chain else job.run.flags(p.layers, p.T)), *job.extra]
     work = os.path.join(OUT, "work")
     metrics = os.path.join(work, job.key + ".jsonl")
-    if job.chain:
-        rec, wall, flags = execute_chain(job, data, metrics)
-    else:
-        res = train(flags, metrics, nproc=1, timeout=4 * 3600)
-        rec, wall = res["records"], res["wall_s"]
+    res = train(flags, metrics, nproc=1, timeout=4 * 3600)
+    rec, wall = res["records"], res["wall_s"]
     out = summarise(job.run, rec, None, wall)
     out.update(name=job.name, key=job.key, point=dataclasses.asdict(p), extra=list(job.extra), flags=flags,
                train_curve=[[r["iter"], round(r["lm_loss"], 5)] for r in rec if "lm_loss" in r])
@@ -373,28 +370,14 @@ def execute(job: Job, data: dict[int, tuple[str, str]]) -> dict:
     return out
 
 
-def execute_chain(job: Job, data: dict[int, tuple[str, str]], metrics: str) -> tuple[list[dict], float, list]:
-    """A variant that grows more than once, as chained runs: run k grows at its tau, saves at the next
-    growth's tau and stops there; run k + 1 resumes that checkpoint (the same data order, optimizer
-    state, LR schedule and compute ledger) and grows again. Returns (records, wall seconds, flags per run)."""
-    import shutil
-
+def chain_flags(job: Job) -> list[str]:
+    """A variant that grows more than once, as one run: --grow-schedule with each growth's depth and
+    iteration (it gives the losses of the chained runs the study stored before it existed: the tests
+    check --grow-schedule against the same growths done step by step with resumes between them)."""
     p = job.point
-    ckpt = metrics[:-len(".jsonl")] + "-ckpt"
-    shutil.rmtree(ckpt, ignore_errors=True)
-    records, wall, all_flags = [], 0.0, []
-    for k, (src, dst, tau) in enumerate(job.chain):
-        stop = round(job.chain[k + 1][2] * p.T) if k + 1 < len(job.chain) else None
-        flags = [*p.flags(*data[p.vocab]), "--lr-decay-style", job.run.schedule, "--train-iters", str(p.T),
-                 "--num-layers", str(src), "--grow-to-layers", str(dst), "--grow-at-iter", str(round(tau * p.T)),
-                 "--grow-init", job.run.init, *job.extra, *(["--load", ckpt] if k else []),
-                 *(["--save", ckpt, "--exit-interval", str(stop)] if stop else [])]
-        res = train(flags, metrics, nproc=1, timeout=4 * 3600)
-        records += [r for r in res["records"] if stop is None or r.get("iter", 0) <= stop]
-        wall += res["wall_s"]
-        all_flags.append(flags)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    return records, wall, all_flags
+    steps = ",".join(f"{dst}@{round(tau * p.T)}" for _, dst, tau in job.chain)
+    return ["--lr-decay-style", job.run.schedule, "--train-iters", str(p.T), "--num-layers", str(job.chain[0][0]),
+            "--grow-schedule", steps, "--grow-init", job.run.init]
 
 
 # ---------------------------------------------------------------------------------------------- analysis

@@ -382,7 +382,8 @@ def resume_config(cfg, for_training: bool = True):
                               f"(the --load directory) would overwrite its later "
                               f"checkpoints (iterations {', '.join(map(str, later))}); choose a new --save directory")
     layers, family = common["num_layers"], common["family"]
-    if config.growth_requested(cfg) and layers == cfg.grow_to_layers and it >= config.grow_iteration(cfg):
+    while (config.growth_requested(cfg) and cfg.num_layers < cfg.grow_to_layers <= layers
+           and it >= config.grow_iteration(cfg)):  # (--grow-schedule: past one or more steps)
         cfg = config.grown_config(cfg)
     if family != cfg.model or layers != cfg.num_layers:
         fix = (f" Grow it first: python tools/expand_checkpoint.py --load {cfg.load} --save NEW_DIR "

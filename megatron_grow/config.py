@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -138,6 +139,10 @@ class RunConfig:
     grow_pipeline_model_parallel_size: int | None = None
     grow_expert_model_parallel_size: int | None = None
     grow_pipeline_layers: str | None = None
+    # several growths in one run: "4@1050,8@1275" (to 4 layers after iteration 1050, to 8 after 1275),
+    # each step optionally with its layout after it ("8@1275:tp2:pp2:ep2"); placement, init and optimizer
+    # state from the flags above, for every step
+    grow_schedule: str | None = None
     # data
     data_path: str | None = None
     tokenizer_model: str | None = None
@@ -170,6 +175,7 @@ class RunConfig:
     world_size: int = field(default=1, metadata=NOT_A_FLAG)
     grow_plan_text: str | None = field(default=None, metadata=NOT_A_FLAG)
     grown_from_layers: int | None = field(default=None, metadata=NOT_A_FLAG)
+    grown_at_iter: int | None = field(default=None, metadata=NOT_A_FLAG)  # tau of the growth that gave this depth
 
     @property
     def data_parallel_size(self) -> int:
@@ -319,7 +325,11 @@ def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = 
             cfg.global_batch_size = cfg.micro_batch_size * max(cfg.data_parallel_size, 1)
         problems = validate(cfg, device, te_available)
         if growth_requested(cfg) and not _first_tier_problems(cfg) and cfg.num_layers >= 0:
-            tau_problems, planned = auto_tau(cfg)
+            tau_problems, planned = _schedule_problems(cfg), {}
+            if not cfg.grow_schedule:
+                tau_problems, planned = auto_tau(cfg)
+            elif not tau_problems:
+                planned = schedule_step(cfg)  # the first step's growth fields
             for k, v in planned.items():
                 setattr(cfg, k, v)
             problems += tau_problems or growth_problems(cfg, device, te_available, known=problems)
@@ -710,7 +720,60 @@ def _pipeline_problems(cfg: RunConfig) -> list[str]:
 
 def growth_requested(cfg: RunConfig) -> bool:
     return (cfg.grow_to_layers is not None or cfg.grow_at_iter is not None or cfg.grow_at_fraction is not None
-            or cfg.grow_at is not None)
+            or cfg.grow_at is not None or cfg.grow_schedule is not None)
+
+
+LAYOUT_KEYS = {"tp": "grow_tensor_model_parallel_size", "pp": "grow_pipeline_model_parallel_size",
+               "ep": "grow_expert_model_parallel_size"}
+SCHEDULE_FIELDS = ("grow_to_layers", "grow_at_iter", *LAYOUT_KEYS.values())
+
+
+def grow_steps(spec: str) -> list[dict]:
+    """--grow-schedule "4@1050,8@1275:tp2" -> one dict of growth fields per step (ValueError naming
+    the entry that does not parse)."""
+    steps = []
+    for entry in spec.split(","):
+        head, *layout = entry.strip().split(":")
+        try:
+            layers, at = (int(x) for x in head.split("@"))
+            step = {"grow_to_layers": layers, "grow_at_iter": at}
+            for item in layout:
+                if item[:2] not in LAYOUT_KEYS:
+                    raise ValueError
+                step[LAYOUT_KEYS[item[:2]]] = int(item[2:])
+        except ValueError:
+            raise ValueError(f"--grow-schedule {spec}: cannot read {entry!r}; write LAYERS@ITER[:tpN][:ppN][:epN] "
+                             "per growth, comma-separated, e.g. 4@1050,8@1275:tp2") from None
+        steps.append(step)
+    return steps
+
+
+def schedule_step(cfg: RunConfig) -> dict:
+    """The growth fields of the next step of --grow-schedule after depth cfg.num_layers (the fields
+    that say no growth is pending when every step is done)."""
+    nxt = next((s for s in grow_steps(cfg.grow_schedule) if s["grow_to_layers"] > cfg.num_layers), None)
+    return {k: None for k in SCHEDULE_FIELDS} | (nxt or {"grow_to_layers": cfg.num_layers})
+
+
+def _schedule_problems(cfg: RunConfig) -> list[str]:
+    """--grow-schedule against the single-growth flags, and its steps' order."""
+    if not cfg.grow_schedule:
+        return []
+    single = (*SCHEDULE_FIELDS, "grow_at_fraction", "grow_at", "grow_pipeline_layers")
+    given = [f"--{k.replace('_', '-')}" for k in single if getattr(cfg, k) is not None]
+    if given:
+        return [f"--grow-schedule sets every growth's depth, iteration and layout; drop {', '.join(given)} "
+                "(a layout after a step: LAYERS@ITER:tpN:ppN:epN)"]
+    try:
+        steps = grow_steps(cfg.grow_schedule)
+    except ValueError as e:
+        return [str(e)]
+    layers = [cfg.num_layers] + [s["grow_to_layers"] for s in steps]
+    iters = [s["grow_at_iter"] for s in steps]
+    if any(b <= a for seq in (layers, iters) for a, b in zip(seq, seq[1:], strict=False)):
+        return [f"--grow-schedule {cfg.grow_schedule}: each step must grow deeper than the one before (from "
+                f"--num-layers {cfg.num_layers}) at a later iteration"]
+    return []
 
 
 def auto_tau(cfg: RunConfig) -> tuple[list[str], dict]:
@@ -748,20 +811,36 @@ def grow_iteration(cfg: RunConfig) -> int | None:
 
 
 def grown_config(cfg: RunConfig) -> RunConfig:
-    """The config of the model after growth: target depth and layout, everything else unchanged."""
-    return dataclasses.replace(
-        cfg, num_layers=cfg.grow_to_layers, grown_from_layers=cfg.num_layers,
+    """The config of the model after growth: target depth and layout, everything else unchanged
+    (with --grow-schedule, the next step's growth pending)."""
+    grown = dataclasses.replace(
+        cfg, num_layers=cfg.grow_to_layers, grown_from_layers=cfg.num_layers, grown_at_iter=grow_iteration(cfg),
         tensor_model_parallel_size=cfg.grow_tensor_model_parallel_size or cfg.tensor_model_parallel_size,
         pipeline_model_parallel_size=cfg.grow_pipeline_model_parallel_size or cfg.pipeline_model_parallel_size,
         expert_model_parallel_size=cfg.grow_expert_model_parallel_size or cfg.expert_model_parallel_size,
         decoder_first_pipeline_num_layers=None, decoder_last_pipeline_num_layers=None,
         pipeline_layers=cfg.grow_pipeline_layers,
     )
+    return dataclasses.replace(grown, **schedule_step(grown)) if cfg.grow_schedule else grown
 
 
 def growth_problems(cfg: RunConfig, device: str, te_available: bool = False, known=()) -> list[str]:
     """Problems of the growth flags and of the grown model's layout, leaving out those in ``known``
-    (the un-grown config's, which the grown one repeats)."""
+    (the un-grown config's, which the grown one repeats); with --grow-schedule, of each step in turn."""
+    if not cfg.grow_schedule:
+        return _one_growth_problems(cfg, device, te_available, known)
+    P = []
+    while not P and cfg.num_layers < cfg.grow_to_layers:
+        names = {"--grow-tensor-model-parallel-size ": ":tp", "--grow-pipeline-model-parallel-size ": ":pp",
+                 "--grow-expert-model-parallel-size ": ":ep", " (--grow-at-iter / --grow-at-fraction)": ""}
+        P = [f"--grow-schedule step {cfg.grow_to_layers}@{cfg.grow_at_iter}: "
+             + functools.reduce(lambda m, kv: m.replace(*kv), names.items(), p)
+             for p in _one_growth_problems(cfg, device, te_available, known)]
+        cfg = grown_config(cfg)
+    return P
+
+
+def _one_growth_problems(cfg: RunConfig, device: str, te_available: bool, known) -> list[str]:
     from megatron_grow.growth.plan import problems as plan_problems
 
     P = []

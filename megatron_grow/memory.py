@@ -285,10 +285,15 @@ def capacity(device) -> float:
 
 
 def phases(cfg) -> list[tuple[str, object]]:
-    """("", the run's config) and, when the run grows, (" after growth", the grown config)."""
+    """("", the run's config) and, when the run grows, (" after growth", the grown config) for each
+    growth (--grow-schedule: " after growth to L layers")."""
     from megatron_grow.config import grown_config, growth_requested
 
-    return [("", cfg)] + ([(" after growth", grown_config(cfg))] if growth_requested(cfg) else [])
+    out = [("", cfg)]
+    while growth_requested(cfg) and cfg.num_layers < (cfg.grow_to_layers or 0):
+        cfg = grown_config(cfg)
+        out.append((f" after growth to {cfg.num_layers} layers" if cfg.grow_schedule else " after growth", cfg))
+    return out
 
 
 def launch_warnings(cfg, capacity_bytes: float) -> list[str]:

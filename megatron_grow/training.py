@@ -286,12 +286,14 @@ class Trainer:
     def grow_if_due(self) -> None:
         if not (self.growth_pending() and self.state.iteration == self.tau):
             return
+        from megatron_grow.config import grow_iteration
         from megatron_grow.growth import online
 
         data, device = self.data, self.device
         self.cfg, self.state, event = online.grow(self.cfg, self.state, data, device, self.mon,
                                                   lambda c, s: evaluate(c, s, data.valid_iterator, device))
         self.mon.log(event)
+        self.tau = grow_iteration(self.cfg)  # (--grow-schedule: the next step's)
         flops.add(self.state.ledger, {}, 0, event["seconds"])
         self.mon.print(f"iter {event['iter']}: grew {event['from_layers']} -> {event['to_layers']} layers "
                        f"(via {event['via']}) in {event['seconds']:.1f}s, held-out loss {event['loss_before']:.4f} -> "

@@ -119,6 +119,34 @@ def test_online_growth_equals_offline_expand_and_resume(tmp_path):
         assert off[key] == its[-1][key], key
 
 
+def test_grow_schedule_equals_offline_steps_and_resumes(tmp_path):
+    """--grow-schedule 2@3,4@6:tp2 (1 -> 2 layers in memory, then 2 -> 4 into TP2 through a checkpoint)
+    gives the losses of the same two growths done offline with resumes between them; resumed between
+    the steps (the second growth still to come) and after both, it goes on as the uninterrupted run."""
+    flags = [*ARGS, "--train-iters", "9", "--num-layers", "1", "--grow-schedule", "2@3,4@6:tp2", "--grow-init", "copy"]
+    online, ck = tmp_path / "online.jsonl", tmp_path / "ck"
+    torchrun(2, [*flags, "--save", str(ck), "--save-interval", "2", "--metrics-file", str(online)])
+    recs = read_metrics(online)
+    events = [r for r in recs if r.get("event") == "grow"]
+    assert [(e["iter"], e["from_layers"], e["to_layers"], e["via"], e["to_layout"]["tp"]) for e in events] == \
+        [(3, 1, 2, "memory", 1), (6, 2, 4, "checkpoint", 2)]
+    assert [r["num_layers"] for r in recs if "lm_loss" in r] == [1] * 3 + [2] * 3 + [4] * 3
+    # offline: stop at each tau, expand with the same plan, resume with the same flags
+    step1, grown2, grown4 = tmp_path / "step1", tmp_path / "grown2", tmp_path / "grown4"
+    torchrun(2, [*flags, "--exit-interval", "3", "--save", str(step1)])
+    expand("--load", step1, "--save", grown2, "--target-num-layers", 2, "--init", "copy")
+    torchrun(2, [*flags, "--load", str(grown2), "--save", str(grown2), "--exit-interval", "6"])
+    expand("--load", grown2, "--save", grown4, "--target-num-layers", 4, "--init", "copy")
+    offline = tmp_path / "offline.jsonl"
+    torchrun(2, [*flags, "--load", str(grown4), "--save", str(grown4), "--metrics-file", str(offline)])
+    assert_close(losses(offline), {k: v for k, v in losses(online).items() if k > 6}, rel=1e-5)
+    for stop in (4, 8):  # between the steps and after both
+        res = tmp_path / f"res{stop}.jsonl"
+        torchrun(2, [*flags, "--load", str(ck), "--ckpt-step", str(stop), "--metrics-file", str(res)])
+        assert len([r for r in read_metrics(res) if r.get("event") == "grow"]) == (stop < 6)
+        assert losses(res) == {k: v for k, v in losses(online).items() if k > stop}, stop
+
+
 def test_function_preserving_online_growth_into_uneven_pipeline(tmp_path):
     """copy_zeroL grown from DP2 into PP2 with stages of 3 and 1 layers: equal held-out loss (measured after
     growth on request: a function-preserving growth does not re-measure it by default)."""

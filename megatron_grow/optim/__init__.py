@@ -303,9 +303,7 @@ def new_layers(cfg) -> set[int]:
 def new_layer_lr_factor(cfg):
     """iteration -> the new layers' LR factor: M on the first step after growth (tau), then linearly
     back to 1 over N iterations (N = 0: M to the end of the run)."""
-    from megatron_grow.config import grow_iteration
-
-    tau, M, N = grow_iteration(cfg), cfg.grow_new_layer_lr_mult, cfg.grow_new_layer_lr_iters
+    tau, M, N = cfg.grown_at_iter, cfg.grow_new_layer_lr_mult, cfg.grow_new_layer_lr_iters
 
     def factor(iteration: int) -> float:
         k = iteration - tau
