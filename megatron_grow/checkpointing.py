@@ -36,6 +36,10 @@ class CheckpointError(Exception):
 
 
 def no_checkpoint(root: str) -> CheckpointError:
+    have = iterations(root)
+    if have:  # (the tracker was deleted or lost: the checkpoints are there)
+        return CheckpointError(f"--load {root}: no {TRACKER} there, but it holds checkpoints of iterations "
+                               f"{_listed(have)}; pick one with --ckpt-step N (the newest: --ckpt-step {have[-1]})")
     return CheckpointError(f"--load {root}: no {TRACKER} there, so no complete checkpoint: not a megatron_grow "
                            "checkpoint directory, or no save into it has finished")
 # checksums.<rank>.json in a checkpoint: size and a digest of each CHUNK bytes of that rank's share of its

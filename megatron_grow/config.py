@@ -444,7 +444,7 @@ def checkpoint_problems(cfg: RunConfig) -> list[str]:
     P = []
     if cfg.save_interval is not None and not cfg.save:
         P.append("--save-interval needs --save DIR")
-    if cfg.save and os.path.isfile(os.path.join(cfg.save, "latest_checkpointed_iteration.txt")) and (
+    if cfg.save and _holds_checkpoint(cfg.save) and (
             not cfg.load or os.path.abspath(cfg.load) != os.path.abspath(cfg.save)):
         P.append(f"--save {cfg.save} already holds a checkpoint; pass --load {cfg.save} to resume it, "
                  f"or choose an empty --save directory (nothing there is overwritten)")
@@ -475,6 +475,13 @@ def schedule_problems(cfg: RunConfig) -> list[str]:
     if not 0 <= cfg.lr_wsd_decay_fraction <= 1:
         P.append(f"--lr-wsd-decay-fraction {cfg.lr_wsd_decay_fraction} must be in [0, 1]")
     return P
+
+
+def _holds_checkpoint(root: str) -> bool:
+    """A tracker or a complete iter_N directory (the tracker alone is not enough: it can be lost)."""
+    return os.path.isdir(root) and any(d == "latest_checkpointed_iteration.txt" or (d.startswith("iter_")
+                                                                                     and d[5:].isdigit())
+                                       for d in os.listdir(root))
 
 
 def _save_dir_problems(save: str) -> list[str]:

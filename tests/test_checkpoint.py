@@ -47,10 +47,18 @@ def test_save_is_atomic_when_killed(tmp_path):
 
 
 def test_refuses_to_overwrite_a_checkpoint(tmp_path):
+    """Refused with the tracker and without it (lost: the iter_N directories are what counts); --load of
+    a directory that lost its tracker names the checkpoints there and the flag that picks one."""
     ck = str(tmp_path / "ck")
-    torchrun(1, [*ARGS, "--train-iters", "3", "--save", ck])
+    torchrun(1, [*ARGS, "--train-iters", "4", "--save", ck, "--save-interval", "2"])
     res = torchrun(1, [*ARGS, "--train-iters", "3", "--save", ck], check=False)
     assert res.returncode != 0 and "already holds a checkpoint" in res.stdout
+    os.remove(os.path.join(ck, "latest_checkpointed_iteration.txt"))
+    before = sorted(os.listdir(ck))
+    res = torchrun(1, [*ARGS, "--train-iters", "3", "--save", ck, "--seed", "7"], check=False)
+    assert res.returncode != 0 and "already holds a checkpoint" in res.stdout and sorted(os.listdir(ck)) == before
+    res = torchrun(1, [*ARGS, "--train-iters", "6", "--load", ck, "--save", ck], check=False)
+    assert res.returncode != 0 and "holds checkpoints of iterations 2, 4; pick one with --ckpt-step N" in res.stdout
 
 
 def test_reload_into_other_layouts_gives_identical_logits(tmp_path):
