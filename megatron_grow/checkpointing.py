@@ -4,6 +4,7 @@ Layout of ``--save DIR``::
 
     DIR/iter_0000100/             one dist checkpoint (model, optimizer, scheduler, RNG, data position)
     DIR/latest_checkpointed_iteration.txt   the iteration to load, replaced atomically
+    DIR/.writer.lock              the job writing into DIR (one at a time: claim_save_dir)
 
 A save writes ``iter_N.tmp`` and renames it to ``iter_N`` only after every rank finished, then
 replaces the tracker file. A crash at any point leaves the tracker naming the previous complete
@@ -13,11 +14,15 @@ loads into any TP/PP layout; the RNG states are per rank and restored only in th
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import json
 import os
 import shutil
 import signal
+import socket
 import sys
+import time
 import zlib
 
 import torch
@@ -50,6 +55,83 @@ HASHES = {"xxh3_64": xxhash.xxh3_64_intdigest, "crc32": zlib.crc32}
 # Per-layer keys (decoder.layers.<global index>.<param>) instead of tensors stacked over layers:
 # a checkpoint then does not depend on the pipeline split, and growing depth is a key rename.
 SHARDING_METADATA = {"non_homogeneous_layers": True}
+
+
+LOCK = ".writer.lock"
+
+
+def claim_save_dir(root: str) -> None:
+    """Make this job the one writer of --save ``root`` (rank 0 takes the lock, every rank hears the
+    answer): two jobs saving into one directory corrupt each other's checkpoints. The lock names its
+    job; one left by a job that is gone (same host, process ended; or this Slurm job, requeued) is taken
+    over. Released when the process exits. Raises ConfigError naming the other job."""
+    from megatron_grow.config import ConfigError
+
+    box = [_claim(root) if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    if box[0]:
+        raise ConfigError([box[0]])
+
+
+def _claim(root: str) -> str | None:
+    """Rank 0's side of claim_save_dir: None when claimed, else why not."""
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, LOCK)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
+          "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            other = _read_lock(path)
+            if other is not None and (other.get("host"), other.get("pid")) == (me["host"], me["pid"]):
+                return None  # this process's own (a second run inside one process)
+            if other is not None and not _gone(other, me):
+                who = (f"{other.get('host')} pid {other.get('pid')}"
+                       + (f", Slurm job {other['slurm_job']}" if other.get("slurm_job") else "")
+                       + f", since {other.get('since')}")
+                return (f"--save {root} is being written by another job ({who}): two jobs saving into one directory "
+                        f"corrupt each other's checkpoints. Choose another --save directory, or, if that job is "
+                        f"gone, remove {path}")
+            if other is None and time.time() - os.path.getmtime(path) < 60:  # (being written this moment)
+                time.sleep(1)
+                continue
+            os.remove(path)  # left by a job that is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        atexit.register(_release, path, me)
+        return None
+    return f"--save {root}: could not take {path} (another job is taking it at the same moment); try again"
+
+
+def _read_lock(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _gone(other: dict, me: dict) -> bool:
+    """Whether the job that wrote a lock has ended: this Slurm job requeued, or a process of this host
+    that no longer runs."""
+    if other.get("slurm_job") and other["slurm_job"] == me["slurm_job"]:
+        return True
+    if other.get("host") != me["host"]:
+        return False
+    try:
+        os.kill(int(other["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return False
+    return False
+
+
+def _release(path: str, me: dict) -> None:
+    if _read_lock(path) == me:
+        os.remove(path)
 
 
 def model_sharded_state_dict(model):

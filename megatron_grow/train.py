@@ -52,6 +52,8 @@ def setup(argv=None, for_training: bool = True):
     cfg = config.finalize(cfg, int(os.environ.get("WORLD_SIZE", 1)), device,
                           device == "cuda" and platform.te_available())  # every problem, before any work
     _, _, dev = platform.init_distributed(device, cfg.distributed_timeout_minutes)
+    if cfg.save and for_training:
+        checkpointing.claim_save_dir(cfg.save)
     if cfg.load:
         cfg = checkpointing.resume_config(cfg, for_training)
         if not for_training:

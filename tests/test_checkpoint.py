@@ -1,6 +1,11 @@
 """Checkpoints: exact resume, atomic save under a killed process, reload into other layouts."""
 
+import concurrent.futures
+import json
 import os
+import socket
+import subprocess
+import sys
 
 import torch
 
@@ -118,3 +123,38 @@ def test_checksums_catch_changes_and_finish_when_the_process_exits(tmp_path):
     assert checkpointing.verify_checksums(str(d)) is None
     (d / "0_0.distcp").write_bytes(blob[:10])
     assert checkpointing.verify_checksums(str(d)) == f"{d}/0_0.distcp has 10 bytes, {len(blob)} were saved"
+
+
+def test_one_writer_per_save_directory(tmp_path):
+    """Two jobs started together with the same --save: one trains, the other is refused naming the first
+    and the lock file, and nothing of the first's is touched; the lock goes with the job. A lock left by
+    a job that is gone (this host, its process ended) is taken over; one of a job on another host is not."""
+    ck = tmp_path / "ck"
+    flags = [*ARGS, "--train-iters", "6", "--save", str(ck), "--save-interval", "2"]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # (each job under run()'s timeout)
+        results = list(pool.map(lambda s: torchrun(1, [*flags, "--seed", str(s)], check=False), (1, 2)))
+    ok = [r for r in results if r.returncode == 0]
+    refused = [r for r in results if r.returncode != 0]
+    assert len(ok) == 1 and len(refused) == 1, [r.stdout[-2000:] for r in results]
+    out = refused[0].stdout
+    assert "is being written by another job" in out or "already holds a checkpoint" in out, out
+    assert sorted(os.listdir(ck)) == [f"iter_000000{i}" for i in (2, 4, 6)] + ["latest_checkpointed_iteration.txt"]
+    from megatron_grow import checkpointing
+
+    lock = os.path.join(ck, checkpointing.LOCK)
+    with open(lock, "w") as f:  # a live job of this host (this test) writing there: a resume is refused too
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": None, "since": "now"}, f)
+    res = torchrun(1, [*flags, "--train-iters", "8", "--load", str(ck)], check=False)
+    assert res.returncode != 0 and f"is being written by another job ({socket.gethostname()} pid {os.getpid()}" \
+        in res.stdout and os.path.exists(lock), res.stdout
+    assert checkpointing.iterations(str(ck)) == [2, 4, 6]
+    os.remove(lock)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with open(lock, "w") as f:  # a job of this host that has ended
+        json.dump({"host": socket.gethostname(), "pid": int(gone.stdout), "slurm_job": None, "since": "then"}, f)
+    assert checkpointing._claim(str(ck)) is None and checkpointing._read_lock(lock)["pid"] == os.getpid()
+    os.remove(lock)
+    with open(lock, "w") as f:  # a job elsewhere
+        json.dump({"host": "node-17", "pid": 1, "slurm_job": "4242", "since": "then"}, f)
+    msg = checkpointing._claim(str(ck))
+    assert "being written by another job (node-17 pid 1, Slurm job 4242, since then)" in msg and lock in msg
