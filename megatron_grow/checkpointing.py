@@ -251,9 +251,32 @@ def _save_strategy():
     return FullyParallelSaveStrategyWrapper(strategy, ps.get_data_parallel_group(with_context_parallel=True))
 
 
+_SAVING = [None]  # the iteration being saved (read by forked writers: the fault injection below)
+
+
+def _forked_writers_die_with_us() -> None:
+    """megatron's torch_dist writer forks processes that write the files; a rank SIGKILLed while they
+    ran left them behind (parent PID 1, ~300 MB each, ignoring SIGTERM with the trainer's handlers).
+    Every process this one forks now gets SIGKILL when it dies, as the writer queue's manager does."""
+    if not getattr(_forked_writers_die_with_us, "done", False) and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forked_child)
+        _forked_writers_die_with_us.done = True
+
+
+def _forked_child() -> None:
+    from megatron_grow.lifetime import kill_helper_with_parent
+
+    kill_helper_with_parent()
+    if _SAVING[0] is not None and os.environ.get("MEGATRON_GROW_KILL_IN_WRITE") == str(_SAVING[0]):
+        os.kill(os.getppid(), signal.SIGKILL)  # fault injection for the tests: the rank dies mid-write
+        time.sleep(30)  # (a writer still busy: it must go with its rank)
+
+
 def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -> str:
     """Save a complete checkpoint of ``iteration`` under ``root`` atomically; returns its path."""
     _writer_queue_dies_with_us()
+    _forked_writers_die_with_us()
+    _SAVING[0] = iteration
     final, tmp = iter_dir(root, iteration), iter_dir(root, iteration) + ".tmp"
     if dist.get_rank() == 0:
         os.makedirs(root, exist_ok=True)
@@ -264,6 +287,7 @@ def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -
     meta = dict(common, iteration=iteration)
     dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, meta, True, False), tmp,
                             sharded_strategy=_save_strategy())
+    _SAVING[0] = None
     dist.barrier()
     if os.environ.get("MEGATRON_GROW_KILL_IN_SAVE") == str(iteration):  # fault injection for the tests
         os.kill(os.getpid(), signal.SIGKILL)

@@ -232,6 +232,21 @@ def test_a_killed_rank_leaves_no_process_behind(tmp_path):
     assert proc.returncode != 0 and not left, left
 
 
+def test_a_rank_killed_while_writing_leaves_no_writer_behind(tmp_path):
+    """SIGKILL while megatron's forked writer processes are writing the checkpoint's files: they go with
+    the rank (they were left running, parent PID 1, ignoring SIGTERM), and the commit never happened."""
+    log, ck = tmp_path / "log", tmp_path / "ck"
+    proc = _launch(None, [*ARGS, "--train-iters", "6", "--save", str(ck), "--save-interval", "2"], log,
+                   env={"MEGATRON_GROW_KILL_IN_WRITE": "4"})
+    try:
+        proc.wait(timeout=240)
+        left = _wait_for_the_job(proc, 5)
+    finally:
+        kill_job(proc.tag)
+    assert proc.returncode != 0 and not left, left
+    assert open(ck / "latest_checkpointed_iteration.txt").read() == "2" and not (ck / "iter_0000004").exists()
+
+
 def test_a_frozen_rank_ends_the_job_after_the_timeout(tmp_path):
     """A rank stopped dead (SIGSTOP) mid-run: the other one fails its collective after
     --distributed-timeout-minutes, naming the flag, and torchrun ends the job instead of hanging
