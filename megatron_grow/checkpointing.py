@@ -345,7 +345,6 @@ def write_checksums(path: str, background: bool = False) -> None:
     sizes and chunk digests, into ``checksums.<rank>.json`` beside them. No collective: with
     ``background`` it runs in a thread, off the save's critical path (``wait_for_checksums`` waits for
     it; the entry point does before it exits). Needs a file system every rank sees, as torch_dist does."""
-    import json
     import threading
 
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -356,6 +355,7 @@ def write_checksums(path: str, background: bool = False) -> None:
                            and not f.startswith("checksums"))
             mine = {f: {"size": os.path.getsize(os.path.join(path, f)), HASH: _hash_chunks(os.path.join(path, f))}
                     for f in files[rank::world]}
+            mine[WORLD_KEY] = world  # (so a lost checksums.<rank>.json is noticed)
             out = os.path.join(path, f"checksums.{rank}.json")
             with open(out + ".tmp", "w") as f:
                 json.dump(mine, f)
@@ -375,18 +375,31 @@ def wait_for_checksums() -> None:
         _CHECKSUM_THREADS.pop().join()
 
 
+WORLD_KEY = "__world_size__"  # in checksums.<rank>.json: how many ranks wrote one
+
+
 def verify_checksums(path: str) -> str | None:
     """The first problem with the files of checkpoint ``path`` against its ``checksums.<rank>.json``
-    (a missing, truncated or changed file), or None. A checkpoint without checksums passes."""
-    import json
-
-    want = {}
-    for name in os.listdir(path):
+    (a missing, truncated or changed file; a checksum file missing or unreadable), or None. A
+    checkpoint without checksums passes."""
+    want, worlds, found = {}, set(), set()
+    for name in sorted(os.listdir(path)):
         if name.startswith("checksums.") and name.endswith(".json"):
-            with open(os.path.join(path, name)) as f:
-                want.update(json.load(f))
+            try:
+                with open(os.path.join(path, name)) as f:
+                    listed = json.load(f)
+                worlds.add(listed.pop(WORLD_KEY, None))
+            except (OSError, ValueError, AttributeError) as e:
+                return f"{os.path.join(path, name)} is unreadable ({type(e).__name__}), so its files cannot be checked"
+            found.add(name)
+            want.update(listed)
     if not want:
         return None
+    world = max((w for w in worlds if isinstance(w, int)), default=None)  # (older checkpoints: not recorded)
+    lost = [f"checksums.{r}.json" for r in range(world or 0) if f"checksums.{r}.json" not in found]
+    if lost:
+        return (f"{os.path.join(path, lost[0])} is missing, so that rank's files cannot be checked (was the job "
+                f"killed right after this save? To load it unchecked, remove its checksums.*.json)")
     for name, w in sorted(want.items()):
         p = os.path.join(path, name)
         if not os.path.isfile(p):
@@ -410,22 +423,25 @@ def _listed(its: list[int]) -> str:
     return ", ".join(map(str, its)) or "none"
 
 
-def damaged(root: str, it: int, e: Exception) -> CheckpointError:
-    """The error for a checkpoint that cannot be read: which directory, why, and what to do."""
+def damaged(root: str, it: int, e: Exception, file: str | None = None, fallback: bool = True) -> CheckpointError:
+    """The error for a checkpoint that cannot be read: which directory (and ``file`` when known), why,
+    and what to do (``fallback``: the trainer's --ckpt-fallback is an option)."""
     have = [i for i in iterations(root) if i != it]
     if isinstance(e, CheckpointException) and e.failures:  # the first rank's own error, not the traceback text
         e = next(iter(e.failures.values()))[0]
     why = f"{type(e).__name__}: {str(e)[:300]}" if str(e) else type(e).__name__
-    return CheckpointError(f"--load {root}: the checkpoint {iter_dir(root, it)} cannot be read ({why}); it is "
-                           f"damaged or incomplete. Load another with --ckpt-step N or add --ckpt-fallback "
-                           f"(other complete ones: {_listed(have)})")
+    where = f"{os.path.join(iter_dir(root, it), file)}: " if file else ""
+    return CheckpointError(f"--load {root}: the checkpoint {iter_dir(root, it)} cannot be read ({where}{why}); "
+                           f"it is damaged or incomplete. Load another with --ckpt-step N"
+                           + (" or add --ckpt-fallback" if fallback else "")
+                           + f" (other complete ones: {_listed(have)})")
 
 
-def read_common_or_raise(root: str, it: int) -> dict:
+def read_common_or_raise(root: str, it: int, fallback: bool = True) -> dict:
     try:
         return read_common(iter_dir(root, it))
     except Exception as e:  # a missing or truncated common.pt / metadata
-        raise damaged(root, it, e) from None
+        raise damaged(root, it, e, "common.pt", fallback) from None
 
 
 def load(root: str, model, optimizer, scheduler, iteration: int | None = None, layout: dict | None = None) -> dict:

@@ -107,8 +107,11 @@ def test_checksums_catch_changes_and_finish_when_the_process_exits(tmp_path):
             "write_checksums(sys.argv[1], background=True)\n")  # and exit at once
     subprocess.run([sys.executable, "-c", code, str(d)], check=True, timeout=120)
     saved = json.loads((d / "checksums.0.json").read_text())
-    assert set(saved) == {"0_0.distcp", "common.pt"} and len(saved["0_0.distcp"]["xxh3_64"]) == 2
-    assert checkpointing.verify_checksums(str(d)) is None
+    assert set(saved) == {"0_0.distcp", "common.pt", checkpointing.WORLD_KEY} and saved[checkpointing.WORLD_KEY] == 1
+    assert len(saved["0_0.distcp"]["xxh3_64"]) == 2 and checkpointing.verify_checksums(str(d)) is None
+    (d / "checksums.0.json").write_text(json.dumps(dict(saved, **{checkpointing.WORLD_KEY: 2})))  # rank 1's: lost
+    assert checkpointing.verify_checksums(str(d)).startswith(f"{d}/checksums.1.json is missing")
+    (d / "checksums.0.json").write_text(json.dumps(saved))
 
     flipped = bytearray(blob)
     flipped[checkpointing.CHUNK + 1] ^= 1

@@ -244,6 +244,30 @@ def test_expand_tool_bad_inputs(tmp_path, source):
     os.remove(broken / "iter_0000004" / "metadata.json")
     res = expand("--load", broken, "--save", dst, "--target-num-layers", 4, check=False)
     assert res.returncode != 0 and "missing or truncated" in res.stdout
+    # damaged files: refused naming the file, as the trainer would, and nothing written
+    for name, damage, needle in [("__0_0.distcp", "flip", "differs from what was saved"),
+                                 ("__0_1.distcp", "truncate", "bytes,"),
+                                 ("checksums.1.json", "remove", "checksums.1.json is missing"),
+                                 ("common.pt", "truncate-unchecked", "common.pt")]:
+        shutil.rmtree(broken)
+        shutil.copytree(source, broken)
+        f = broken / "iter_0000004" / name
+        if damage == "remove":
+            os.remove(f)
+        elif damage == "flip":
+            data = bytearray(f.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            f.write_bytes(bytes(data))
+        else:
+            f.write_bytes(f.read_bytes()[:100])
+            if damage == "truncate-unchecked":  # (a checkpoint without checksums: the read fails, named)
+                for c in (broken / "iter_0000004").glob("checksums.*.json"):
+                    os.remove(c)
+        res = expand("--load", broken, "--save", dst, "--target-num-layers", 4, check=False)
+        assert res.returncode != 0 and needle in res.stdout and str(broken) in res.stdout, (name, res.stdout[-2000:])
+        assert "Traceback" not in res.stdout and not dst.exists(), (name, res.stdout[-2000:])
+    res = expand("--load", source, "--ckpt-step", 3, "--save", dst, "--target-num-layers", 4, check=False)
+    assert res.returncode != 0 and "--ckpt-step 3: no complete checkpoint of that iteration" in res.stdout
     dst.mkdir()
     res = expand("--load", source, "--save", dst, "--target-num-layers", 4, check=False)
     assert res.returncode != 0 and "exists" in res.stdout and os.listdir(dst) == []

@@ -91,7 +91,14 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
     shard = next((ck / "iter_0000001").glob("*.distcp"))
     shard.write_bytes(shard.read_bytes()[:100])
     assert "is damaged" in export("--out", tmp_path / "c")
-    assert not any((tmp_path / n).exists() for n in "abc")
+    sums = ck / "iter_0000001" / "checksums.0.json"
+    sums.write_text("{not json")  # an unreadable checksum file: named, not a raw JSONDecodeError
+    assert f"{sums} is unreadable" in export("--out", tmp_path / "d")
+    sums.unlink()
+    common = ck / "iter_0000001" / "common.pt"  # (no checksums left: the truncated file fails its read, named)
+    common.write_bytes(common.read_bytes()[:100])
+    assert f"{common}: RuntimeError" in export("--out", tmp_path / "e")
+    assert not any((tmp_path / n).exists() for n in "abcde")
 
 
 def _random_hf_model(family: str, directory):

@@ -26,6 +26,7 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--load", required=True, help="source checkpoint directory (a --save of the trainer)")
     p.add_argument("--save", help="destination directory; must not exist yet")
+    p.add_argument("--ckpt-step", type=int, help="iteration of --load to grow (default: the latest)")
     p.add_argument("--target-num-layers", type=int, required=True)
     p.add_argument("--placement", default="bottom", choices=PLACEMENTS)
     p.add_argument("--init", default="random", choices=INITS)
@@ -49,15 +50,25 @@ def check(args) -> tuple[dict, int]:
     from megatron_grow.growth.plan import problems
 
     it = checkpointing.latest_iteration(args.load) if os.path.isdir(args.load) else None
+    if args.ckpt_step is not None:
+        have = checkpointing.iterations(args.load)
+        if args.ckpt_step not in have:
+            sys.exit(f"error: --ckpt-step {args.ckpt_step}: no complete checkpoint of that iteration in {args.load} "
+                     f"(complete ones: {', '.join(map(str, have)) or 'none'})")
+        it = args.ckpt_step
     if it is None:
         sys.exit(f"error: {checkpointing.no_checkpoint(args.load)}")
     path = checkpointing.iter_dir(args.load, it)
     if not os.path.isfile(os.path.join(path, "metadata.json")) or not os.path.isfile(os.path.join(path, "common.pt")):
         sys.exit(f"error: --load {args.load}: checkpoint {path} is missing or truncated (no metadata.json/common.pt)")
+    damage = checkpointing.verify_checksums(path)  # (the trainer refuses such a checkpoint too)
+    if damage:
+        sys.exit(f"error: --load {args.load}: the checkpoint of iteration {it} is damaged: {damage}; nothing was "
+                 "written. Grow another with --ckpt-step N")
     try:
-        common = checkpointing.read_common(path)
-    except Exception as e:  # a damaged common.pt
-        sys.exit(f"error: --load {args.load}: cannot read {path}/common.pt ({e})")
+        common = checkpointing.read_common_or_raise(args.load, it, fallback=False)
+    except checkpointing.CheckpointError as e:  # a damaged common.pt
+        sys.exit(f"error: {e}")
     P = [p.replace("--grow-to-layers", "--target-num-layers").replace("--grow-placement", "--placement")
           .replace("--grow-init", "--init") for p in problems(common["num_layers"], args.target_num_layers,
                                                               args.placement, args.init, kinds=_kinds(common, args))]
@@ -135,7 +146,11 @@ def expand(args, common, it, plan):
     platform.init_model_parallel(tp, pp, cfg.seed, ep)
     state = runstate.build_state(cfg, dev)
     src = checkpointing.iter_dir(args.load, it)
-    runstate.restore_progress(state, load_grown(src, state.module, state.optimizer, plan, args.optimizer_state))
+    try:
+        grown = load_grown(src, state.module, state.optimizer, plan, args.optimizer_state)
+    except (Exception, checkpointing.CheckpointException) as e:  # a shard that cannot be read (no checksums)
+        sys.exit(f"error: {checkpointing.damaged(args.load, it, e, fallback=False)}")
+    runstate.restore_progress(state, grown)
     state.scheduler.load_state_dict(common["scheduler"])
     out = checkpointing.save(args.save, it, state.module, state.optimizer, state.scheduler,
                              dict(runstate.common_state(cfg, state),

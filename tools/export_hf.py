@@ -50,7 +50,11 @@ def main(argv=None):
         fail(f"the checkpoint of iteration {it} is damaged: {damage}; export another with --ckpt-step N")
     tokenizer = None
     if not args.no_tokenizer:
-        tokenizer = args.tokenizer_model or checkpointing.read_common(path).get("config", {}).get("tokenizer_model")
+        try:
+            common = checkpointing.read_common_or_raise(args.load, it, fallback=False)
+        except checkpointing.CheckpointError as e:
+            fail(e)
+        tokenizer = args.tokenizer_model or common.get("config", {}).get("tokenizer_model")
         if tokenizer and not os.path.isfile(tokenizer):
             fail(f"the tokenizer {tokenizer} {'given' if args.tokenizer_model else 'the run trained with'} is "
                  "not there: pass --tokenizer-model PATH or --no-tokenizer")
