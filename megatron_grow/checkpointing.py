@@ -497,6 +497,10 @@ def resume_config(cfg, for_training: bool = True):
         raise no_checkpoint(cfg.load)
     if not os.path.isdir(iter_dir(cfg.load, it)):
         have = iterations(cfg.load)
+        if cfg.ckpt_step is None:  # (the tracker names it)
+            raise CheckpointError(f"--load {cfg.load}: {os.path.join(cfg.load, TRACKER)} names iteration {it}, but "
+                                  f"{iter_dir(cfg.load, it)} is not there (complete ones: {_listed(have)}); pick "
+                                  f"one with --ckpt-step N")
         raise CheckpointError(f"--load {cfg.load} --ckpt-step {it}: no complete checkpoint of that iteration there "
                               f"(complete ones: {_listed(have)})")
     chosen = cfg.ckpt_step is not None

@@ -510,6 +510,7 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     P += bad("min_lr", lambda v: 0 <= v <= cfg.lr if math.isfinite(cfg.lr) else True,
              f"in [0, --lr {cfg.lr}] (the LR the schedule decays to)")
     P += bad("clip_grad", lambda v: v >= 0, ">= 0 (0: no clipping)")
+    P += bad("weight_decay", lambda v: v >= 0, "a finite number >= 0")
     P += bad("adam_beta1", lambda v: 0 <= v < 1, "in [0, 1)")
     P += bad("adam_beta2", lambda v: 0 <= v < 1, "in [0, 1)")
     P += bad("adam_eps", lambda v: v > 0, "> 0")
@@ -675,8 +676,6 @@ def _optimizer_problems(cfg: RunConfig, device: str) -> list[str]:
         why = cfg.ns_backend != "auto" and unavailable_reason(cfg.ns_backend, torch.device(device))
         if why:
             P.append(f"--ns-backend {cfg.ns_backend}: {why}; use --ns-backend auto or torch")
-    if cfg.weight_decay is not None and cfg.weight_decay < 0:
-        P.append(f"--weight-decay must be >= 0 (got {cfg.weight_decay})")
     if cfg.mup and not cfg.mup_base_hidden_size:
         P.append("--mup needs --mup-base-hidden-size (the width the hyperparameters were tuned at)")
     if (cfg.mup_base_hidden_size or cfg.mup_base_num_layers) and not cfg.mup:

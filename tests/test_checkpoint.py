@@ -64,6 +64,11 @@ def test_refuses_to_overwrite_a_checkpoint(tmp_path):
     assert res.returncode != 0 and "already holds a checkpoint" in res.stdout and sorted(os.listdir(ck)) == before
     res = torchrun(1, [*ARGS, "--train-iters", "6", "--load", ck, "--save", ck], check=False)
     assert res.returncode != 0 and "holds checkpoints of iterations 2, 4; pick one with --ckpt-step N" in res.stdout
+    with open(os.path.join(ck, "latest_checkpointed_iteration.txt"), "w") as f:
+        f.write("99")  # a tracker naming a checkpoint that is not there: said so, no flag blamed that was not given
+    res = torchrun(1, [*ARGS, "--train-iters", "6", "--load", ck, "--save", ck], check=False)
+    assert res.returncode != 0 and "latest_checkpointed_iteration.txt names iteration 99, but" in res.stdout \
+        and "--ckpt-step 99" not in res.stdout, res.stdout
 
 
 def test_reload_into_other_layouts_gives_identical_logits(tmp_path):

@@ -130,12 +130,12 @@ def test_numeric_ranges_all_reported():
     found = problems(BASE + ["--lr", "nan", "--adam-beta1", "1.5", "--init-method-std", "-1", "--hidden-dropout", "2",
                              "--vocab-size", "0", "--save", "/tmp/x", "--save-interval", "0", "--exit-interval", "-2",
                              "--clip-grad", "-1", "--max-skipped-steps", "0", "--loss-spike-factor", "0.5",
-                             "--micro-batch-size", "0"])
+                             "--micro-batch-size", "0", "--weight-decay", "inf"])
     for needle in ("--lr nan must be a finite number > 0", "--adam-beta1 1.5 must be in [0, 1)",
                    "--init-method-std -1.0 must be > 0", "--hidden-dropout 2.0 must be in [0, 1)",
                    "--vocab-size must be >= 1", "--save-interval must be >= 1", "--exit-interval must be >= 1",
                    "--clip-grad -1.0 must be >= 0", "--max-skipped-steps must be >= 1", "--loss-spike-factor 0.5",
-                   "--micro-batch-size must be >= 1"):
+                   "--micro-batch-size must be >= 1", "--weight-decay inf must be a finite number >= 0"):
         assert any(needle in p for p in found), (needle, found)
     assert any("--min-lr 0.5 must be in [0, --lr 0.1]" in p
                for p in problems(BASE + ["--lr", "0.1", "--min-lr", "0.5"]))
