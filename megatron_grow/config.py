@@ -412,9 +412,11 @@ def data_problems(cfg: RunConfig) -> list[str]:
                 P.append(f"--data-path {cfg.data_path}: file {cfg.data_path + ext} not found; "
                          f"create it with tools/preprocess_data.py")
         if all(os.path.isfile(cfg.data_path + ext) for ext in (".bin", ".idx")):
-            from megatron_grow.data.datasets import data_file_problems
+            from megatron_grow.data.datasets import data_file_problems, token_range_problems
 
             P += data_file_problems(cfg.data_path)
+            if not P and cfg.tokenizer_model and os.path.isfile(cfg.tokenizer_model) and cfg.vocab_size:
+                P += token_range_problems(cfg.data_path, cfg.vocab_size, cfg.tokenizer_model)
         if not cfg.tokenizer_model:
             P.append("--data-path needs --tokenizer-model (the sentencepiece model it was preprocessed with)")
     if cfg.tokenizer_model and not os.path.isfile(cfg.tokenizer_model):

@@ -194,6 +194,30 @@ def test_bad_input_is_refused(corpus, tmp_path):
         assert not list(tmp_path.glob("o.*")), "partial output left behind"
 
 
+def test_data_of_another_tokenizer_is_refused(corpus, tmp_path):
+    """Data preprocessed with a 600-token tokenizer, trained with a 340-token one: refused at startup
+    naming both files and the largest id (it was a raw embedding IndexError on every rank); with its own
+    tokenizer it passes."""
+    from megatron_grow import config
+    from megatron_grow.data import resolve_data_flags
+
+    res = preprocess("--input", corpus / "doc0.txt", "--output-prefix", tmp_path / "small", "--train-tokenizer",
+                     "--vocab-size", 340)
+    assert res.returncode == 0, res.stdout
+
+    def check(tokenizer):
+        cfg = config.parse_args(["--data-path", str(corpus / "out"), "--tokenizer-model", str(tokenizer),
+                                 "--device", "cpu"])
+        resolve_data_flags(cfg)
+        return config.finalize(cfg, 1, "cpu")
+
+    with pytest.raises(config.ConfigError) as e:
+        check(tmp_path / "small.tokenizer.model")
+    msg = " ".join(e.value.problems)
+    assert f"{corpus / 'out'}.bin holds token ids up to 5" in msg and "has 340 tokens" in msg, msg
+    assert check(corpus / "out.tokenizer.model").vocab_size == 600
+
+
 def test_damaged_data_files_are_named_at_startup(corpus, tmp_path):
     import shutil
 

@@ -41,6 +41,28 @@ class MockTokenizer:
         self.unique_identifiers = {"class": "MockTokenizer", "vocab_size": vocab_size}
 
 
+def token_range_problems(prefix: str, vocab_size: int, tokenizer: str, sample: int = 1 << 26) -> list[str]:
+    """Token ids of PREFIX.bin that the tokenizer (``vocab_size`` tokens) does not have: the data was
+    preprocessed with another tokenizer. Reads the whole file up to ``sample`` tokens, else that many
+    in 64 windows spread over it."""
+    from megatron.core.datasets.indexed_dataset import DType
+
+    with open(prefix + ".idx", "rb") as f:
+        dtype = DType.dtype_from_code(f.read(18)[17])
+    tokens = numpy.memmap(prefix + ".bin", mode="r", dtype=dtype)
+    n, w = len(tokens), sample // 64
+    parts = [tokens] if n <= sample else [tokens[i:i + w] for i in numpy.linspace(0, n - w, 64).astype(numpy.int64)]
+    over = sum(int(numpy.count_nonzero(p >= vocab_size)) for p in parts)
+    if not over:
+        return []
+    checked = sum(len(p) for p in parts)
+    top = max(int(p.max()) for p in parts)
+    return [f"--data-path {prefix}: {prefix}.bin holds token ids up to {top} ({over / checked:.1%} of the {checked:,} "
+            f"tokens checked are >= {vocab_size}), but --tokenizer-model {tokenizer} has {vocab_size} tokens: the data "
+            f"was preprocessed with another tokenizer. Pass the one it was made with, or preprocess it again "
+            f"(tools/preprocess_data.py --tokenizer-model {tokenizer})"]
+
+
 def data_file_problems(prefix: str) -> list[str]:
     """Problems of PREFIX.bin/.idx, each naming the file: a damaged or truncated index, or a .bin
     whose size is not the one its index describes (checked at startup, before any work)."""
