@@ -267,11 +267,13 @@ def control_runs(L: int, grown: list[tuple[Run, tuple[str, ...], str]]) -> list[
 
 
 def control_points(seed: int) -> list[tuple[Point, list]]:
-    """The points under control with their growth recipes: the study's w32, T 1500 point (the recommended
-    recipes) and the w16, T 225 point where the study had growth reach the fixed run (its recipe)."""
+    """The points under control with their growth recipes: the study's w32 points at T 1500 and 750 (the
+    recommended recipes) and the w16, T 225 point where the study had growth reach the fixed run (its
+    recipe)."""
     recipe = lambda v: (next(r for r in GROWN if r.name == RECIPES[v][0]), tuple(RECIPES[v][1]), v)  # noqa: E731
     stack = tuple(RECIPES["p1-copy_zeroL-0.8-stack"][1])
     return [(Point(T=1500, seed=seed), [recipe(v) for v in CONTROL_GROWN]),
+            (Point(T=750, seed=seed), [recipe(v) for v in CONTROL_GROWN]),
             (dataclasses.replace(width_point(16), seed=seed),
              [(Run("p1-copy_zeroL-0.88", 1, 0.88, "copy_zeroL"), stack, "p1-copy_zeroL-0.88-stack"),
               recipe("p1-copy_zeroL-0.8-stack")])]
