@@ -266,23 +266,23 @@ def control_runs(L: int, grown: list[tuple[Run, tuple[str, ...], str]]) -> list[
             + [(r, (), None) for r in (*between, FIXED[1], FIXED[2], *shorter)])
 
 
-def control_points(seed: int) -> list[tuple[Point, list]]:
+def control_points(seed: int) -> list[tuple[Point, list, tuple[str, ...]]]:
     """The points under control with their growth recipes: the study's w32 points at T 1500 and 750 (the
     recommended recipes) and the w16, T 225 point where the study had growth reach the fixed run (its
     recipe)."""
     recipe = lambda v: (next(r for r in GROWN if r.name == RECIPES[v][0]), tuple(RECIPES[v][1]), v)  # noqa: E731
     stack = tuple(RECIPES["p1-copy_zeroL-0.8-stack"][1])
-    return [(Point(T=1500, seed=seed), [recipe(v) for v in CONTROL_GROWN]),
-            (Point(T=750, seed=seed), [recipe(v) for v in CONTROL_GROWN]),
+    return [(Point(T=1500, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS),
+            (Point(T=750, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS),
             (dataclasses.replace(width_point(16), seed=seed),
              [(Run("p1-copy_zeroL-0.88", 1, 0.88, "copy_zeroL"), stack, "p1-copy_zeroL-0.88-stack"),
-              recipe("p1-copy_zeroL-0.8-stack")])]
+              recipe("p1-copy_zeroL-0.8-stack")], (*CONTROL_LRS, "8e-2"))]  # (narrow: its best LRs are higher)
 
 
 def _control(add, seed):
-    for p, grown in control_points(seed):
+    for p, grown, lrs in control_points(seed):
         for run, extra, variant in control_runs(p.layers, grown):
-            for lr in CONTROL_LRS:
+            for lr in lrs:
                 name = variant or run.name
                 if lr == "1e-2":
                     add(p, [run], extra, variant)
@@ -815,7 +815,8 @@ def _control_point(results: list[dict], conv: str, tag: str) -> tuple[dict, str]
             r["recovered"] = (src - r["val_loss"]) / (src - fx)
     out = {"depth_gain": gain, "informative": gain is not None and gain >= 0.03,
            "pareto": [n for _, _, n in pareto], "runs": runs}
-    lines = [f"{tag} (one seed): every run at its own best LR of {', '.join(CONTROL_LRS)} (Muon-NSGD, "
+    swept = sorted({x for r in runs for x in r["lrs"]})
+    lines = [f"{tag} (one seed): every run at its own best LR of {', '.join(f'{x:g}' for x in swept)} (Muon-NSGD, "
              "match_adamw). Depth gain (1-layer never grown vs fixed): "
              + (f"{gain:+.2%}" + ("" if out["informative"] else " (under 3%: uninformative)") if gain is not None
                 else "not yet measured") + f". Frontier: Pareto front of {', '.join(out['pareto'])}.", "",
