@@ -63,6 +63,16 @@ if [ -f "$CHECKPOINT_DIR/latest_checkpointed_iteration.txt" ]; then
   OUTPUT_ARGS+=(--load "$CHECKPOINT_DIR")
 fi
 
+# the flags these variables set, so that an error about a flag names its variable too
+export MEGATRON_GROW_FLAG_NAMES="--model=MODEL --preset=PRESET --num-layers=SOURCE_LAYERS --seq-length=SEQ_LENGTH
+--device=DEVICE --grow-at-fraction=GROW_AT_FRACTION --grow-to-layers=TARGET_LAYERS --grow-placement=GROW_PLACEMENT
+--grow-init=GROW_INIT --grow-optimizer-state=GROW_OPTIMIZER_STATE --grow-tensor-model-parallel-size=GROW_TP
+--grow-pipeline-model-parallel-size=GROW_PP --grow-expert-model-parallel-size=GROW_EP
+--tensor-model-parallel-size=TP --pipeline-model-parallel-size=PP --expert-model-parallel-size=EP
+--moe-first-dense-layers=MOE_FIRST_DENSE_LAYERS --micro-batch-size=MICRO_BATCH_SIZE
+--global-batch-size=GLOBAL_BATCH_SIZE --train-iters=TRAIN_ITERS --lr=LR --data-path=DATA_PATH
+--tokenizer-model=TOKENIZER_MODEL --save=CHECKPOINT_DIR --load=CHECKPOINT_DIR --save-interval=SAVE_INTERVAL
+--eval-interval=EVAL_INTERVAL --eval-iters=EVAL_ITERS"
 exec "${PYTHON:-python3}" -m torch.distributed.run "${DISTRIBUTED_ARGS[@]}" -m megatron_grow.train \
   "${MODEL_ARGS[@]}" "${GROWTH_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${TRAINING_ARGS[@]}" \
   "${DATA_ARGS[@]}" "${OUTPUT_ARGS[@]}" "$@"

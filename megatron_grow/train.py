@@ -33,9 +33,42 @@ def user_errors_exit():
     try:
         yield
     except (ConfigError, CheckpointError) as e:
-        if isinstance(e, CheckpointError) or int(os.environ.get("RANK", 0)) == 0:
-            print(e, file=sys.stderr, flush=True)
+        report(e)
         raise SystemExit(1) from None
+
+
+def with_variable_names(message: str) -> str:
+    """Each flag of ``message`` that a launch script set from an environment variable
+    (MEGATRON_GROW_FLAG_NAMES="--flag=VAR ...", examples/pretrain_grow.sh) followed by that variable."""
+    import re
+
+    for pair in os.environ.get("MEGATRON_GROW_FLAG_NAMES", "").split():
+        flag, _, var = pair.partition("=")
+        message = re.sub(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", f"{flag} (${var})", message)
+    return message
+
+
+def report(e: Exception) -> None:
+    """A user's error, once and last on the screen: under torchrun rank 0 hands it to torchrun's error
+    file, whose failure summary (printed when the job ends) shows it as the root cause, and the other
+    ranks wait a moment so that rank 0's failure is the first torchrun sees; otherwise it is printed."""
+    import json
+
+    from megatron_grow.checkpointing import CheckpointError
+
+    e = CheckpointError(with_variable_names(str(e))) if isinstance(e, CheckpointError) else type(e)(
+        [with_variable_names(p) for p in e.problems])
+    rank, error_file = int(os.environ.get("RANK", 0)), os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not error_file:
+        if isinstance(e, CheckpointError) or rank == 0:  # (each rank that meets a checkpoint's problem)
+            print(e, file=sys.stderr, flush=True)
+        return
+    if rank == 0:
+        with open(error_file, "w") as f:
+            json.dump({"message": {"message": str(e), "extraInfo": {"py_callstack": str(e),
+                                                                     "timestamp": str(int(time.time()))}}}, f)
+    else:
+        time.sleep(3)
 
 
 def setup(argv=None, for_training: bool = True):

@@ -24,3 +24,16 @@ def test_example_cpu_smoke(tmp_path, script, grow_tp, extra):
     assert max(r["iter"] for r in recs if "lm_loss" in r) == 10
     assert os.path.isfile(tmp_path / "ckpt" / "latest_checkpointed_iteration.txt")
     assert any(f.startswith("events.out") for f in os.listdir(tmp_path / "tensorboard"))
+
+
+def test_example_errors_name_the_variables(tmp_path):
+    """A bad value set through an example's environment variable: the error names the variable beside
+    the flag, once, at the end of the output."""
+    env = {"DEVICE": "cpu", "GPUS_PER_NODE": "2", "PRESET": "tiny", "TARGET_LAYERS": "4", "GROW_TP": "1", "EP": "3",
+           "GROW_EP": "3", "TRAIN_ITERS": "10", "MICRO_BATCH_SIZE": "2", "GLOBAL_BATCH_SIZE": "4",
+           "RUN_DIR": str(tmp_path), "MASTER_PORT": free_port()}
+    res = run(["bash", os.path.join(ROOT, "examples", "pretrain_deepseekv3_grow.sh"), "--no-progress"], timeout=120,
+              env=env, check=False)
+    needle = "--num-experts 8 is not divisible by --expert-model-parallel-size ($EP) 3"
+    assert res.returncode != 0 and res.stdout.count(needle) == 1, res.stdout[-3000:]
+    assert any(needle in line for line in res.stdout.strip().splitlines()[-4:]), res.stdout[-3000:]

@@ -173,3 +173,6 @@ def test_cli_reports_once_per_job_not_per_rank():
     res = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
                "megatron_grow.train", "--mock-data", "--device", "cpu", "--lr", "-1"], timeout=120, check=False)
     assert res.returncode != 0 and res.stdout.count("--lr -1.0 must be a finite number > 0") == 1, res.stdout
+    # ... and last: torchrun's failure summary ends with it as the root cause (not a traceback after it)
+    tail = res.stdout.strip().splitlines()[-4:]
+    assert any("--lr -1.0 must be a finite number > 0" in line for line in tail), res.stdout[-3000:]
