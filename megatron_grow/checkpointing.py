@@ -272,6 +272,24 @@ def _forked_child() -> None:
         time.sleep(30)  # (a writer still busy: it must go with its rank)
 
 
+def _disk_full(root: str, e: BaseException) -> str | None:
+    """How full the disk under ``root`` is, when ``e`` is a write that ran out of space (torch's zip
+    writer says only 'unexpected pos'); else None."""
+    import errno
+
+    chain, x = [], e
+    while x is not None and len(chain) < 10:
+        chain.append(x)
+        x = x.__cause__ or x.__context__
+    if isinstance(e, CheckpointException) and e.failures:
+        chain += [f[0] for f in e.failures.values()]
+    nospace = any(getattr(x, "errno", None) == errno.ENOSPC or "No space left" in str(x) for x in chain)
+    usage = shutil.disk_usage(root)
+    if not nospace and usage.free > 1 << 20:
+        return None
+    return f"{usage.free / 2**20:.1f} MiB free of {usage.total / 2**20:,.0f} MiB"
+
+
 def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -> str:
     """Save a complete checkpoint of ``iteration`` under ``root`` atomically; returns its path."""
     _writer_queue_dies_with_us()
@@ -285,8 +303,19 @@ def save(root: str, iteration: int, model, optimizer, scheduler, common: dict) -
         os.makedirs(tmp)
     dist.barrier()
     meta = dict(common, iteration=iteration)
-    dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, meta, True, False), tmp,
-                            sharded_strategy=_save_strategy())
+    try:
+        dist_checkpointing.save(_sharded_state(model, optimizer, scheduler, meta, True, False), tmp,
+                                sharded_strategy=_save_strategy())
+    except (Exception, CheckpointException) as e:
+        full = _disk_full(root, e)
+        if full is None:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # (the partial save: its space back)
+        latest = latest_iteration(root)
+        raise CheckpointError(f"--save {root}: the disk is full ({full}) while saving iteration {iteration}; "
+                              + (f"the checkpoint of iteration {latest} is intact. " if latest is not None else "")
+                              + "Free space (or pass --keep-last-k K, or another --save) and resume with --load "
+                              f"{root}") from None
     _SAVING[0] = None
     dist.barrier()
     if os.environ.get("MEGATRON_GROW_KILL_IN_SAVE") == str(iteration):  # fault injection for the tests

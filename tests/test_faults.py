@@ -271,3 +271,27 @@ def test_a_frozen_rank_ends_the_job_after_the_timeout(tmp_path):
         proc.wait()
     out = open(log).read()
     assert proc.returncode != 0 and "waited longer than --distributed-timeout-minutes 0.25" in out, out[-3000:]
+
+
+def test_a_full_disk_during_a_save_says_so(tmp_path):
+    """A save that runs out of disk space: the last line says the disk is full, names --save and the intact
+    previous checkpoint, and the partial save is freed (it ended on `enforce fail at inline_container.cc`)."""
+    import subprocess
+
+    probe = tmp_path / "probe"
+    torchrun(1, [*ARGS, "--train-iters", "6", "--save", str(probe), "--exit-interval", "2"])
+    size = sum(f.stat().st_size for f in (probe / "iter_0000002").iterdir())
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(size * 1.6)}", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("no tmpfs mount here (needs root): a small disk to fill")
+    try:
+        ck = disk / "ck"
+        res = torchrun(1, [*ARGS, "--train-iters", "6", "--save", str(ck), "--save-interval", "2"], check=False)
+        assert res.returncode != 0 and f"--save {ck}: the disk is full" in res.stdout, res.stdout[-3000:]
+        assert "the checkpoint of iteration 2 is intact" in res.stdout.strip().splitlines()[-1]  # (the last word)
+        assert (ck / "latest_checkpointed_iteration.txt").read_text() == "2"
+        assert not (ck / "iter_0000004.tmp").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
