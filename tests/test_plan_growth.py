@@ -81,6 +81,13 @@ def test_tool_prints_the_plan_and_refuses_bad_input(tmp_path):
                "--window", "1", "--json", str(tmp_path / "plan.json")], timeout=120)
     assert "t_mix = 19" in res.stdout and "--grow-at-iter 881" in res.stdout and "exact matmul FLOPs" in res.stdout
     assert json.load(open(tmp_path / "plan.json"))["tau"] == 881
+    # pilots unlike the run to plan are said so, and so is what pilots alone leave out
+    f.write_text("".join(json.dumps(dict(r, num_layers=4)) + "\n" for r in fixed))
+    res = run([sys.executable, "tools/plan_growth.py", "--fixed", str(f), "--grown", str(g), "--train-iters", "1000",
+               "--window", "1", "--target-num-layers", "8"], timeout=120)
+    assert "warning: the pilots ran 80 iterations, the run to plan 1000" in res.stdout
+    assert "warning: the fixed pilot has 4 layers, the run to plan 8" in res.stdout
+    assert "pilot the never-grown source and a shallower model too" in res.stdout
     res = run([sys.executable, "tools/plan_growth.py", "--fixed", str(tmp_path / "none.jsonl"), "--grown", str(g),
                "--train-iters", "1000"], timeout=120, check=False)
     assert res.returncode != 0 and "none.jsonl not found" in res.stdout and "Traceback" not in res.stdout

@@ -34,11 +34,37 @@ def parse(argv=None):
     p.add_argument("--metric", default="auto", choices=["auto", "lm_loss", "val_loss"],
                    help="auto: train loss when both pilots log it every iteration after growth, else val_loss")
     p.add_argument("--window", type=int, default=10, help="moving-average window over logged train losses")
+    p.add_argument("--target-num-layers", type=int, help="depth of the run to plan (checked against the pilots)")
     p.add_argument("--json", help="also write the plan here")
     args = p.parse_args(argv)
     if args.t_mix is None and not (args.fixed and args.grown):
         p.error("give --fixed and --grown pilot metrics, or --t-mix")
     return args
+
+
+def pilot_warnings(args) -> list[str]:
+    """Where the pilots differ from the run to plan (length, depth), and what the controlled study
+    says a plan from pilots alone leaves out."""
+    out = []
+    if args.fixed and args.grown:
+        fixed = [r for r in planner.read(args.fixed) if "lm_loss" in r]
+        grown = [r for r in planner.read(args.grown) if "lm_loss" in r]
+        length = max((r["iter"] for r in fixed), default=0)
+        if length and length != args.train_iters:
+            out.append(f"the pilots ran {length} iterations, the run to plan {args.train_iters}: t_mix depends on "
+                       f"the length and on tau (README, the scaling study), so tau is an estimate; a pilot pair at "
+                       f"the run's length measures it")
+        depth = fixed[-1].get("num_layers") if fixed else None
+        if args.target_num_layers and depth and depth != args.target_num_layers:
+            out.append(f"the fixed pilot has {depth} layers, the run to plan {args.target_num_layers}: t_mix and "
+                       f"the gap grow with the target depth in the study; pilot the run's own model")
+        if grown and fixed and grown[-1].get("num_layers") != depth:
+            out.append(f"the grown pilot ends at {grown[-1].get('num_layers')} layers, the fixed one has {depth}")
+    out.append("under control (never-grown sources, every depth, each run at its own best LR) growth ended above "
+               "the best fixed-size model of any depth at the same compute at the one informative point measured "
+               "(README, 'The answer on this hardware, under control'): pilot the never-grown source and a "
+               "shallower model too, at their own best LRs, before trusting the saving below")
+    return out
 
 
 def main(argv=None):
@@ -59,6 +85,8 @@ def main(argv=None):
             print(planner.describe(result))
     except planner.PlanError as e:
         sys.exit(f"error: {e}")
+    for warning in pilot_warnings(args):
+        print(f"warning: {warning}")
     print(f"--grow-at-iter {result['tau']}")
     if args.json:
         with open(args.json, "w") as f:
