@@ -250,20 +250,25 @@ def _precision(add, seed):
 
 # The control (issue 25): the never-grown sources and the depths between them and the target, each
 # on its own schedule at T and shorter (the frontier is the Pareto front over depths), and the LR of
-# every run swept over 8x around the study's 1e-2, so that each side is compared at its own best LR.
-NEVER_GROWN = [Run("src-0", 0), Run("src-1", 1)]
-CONTROL_LRS = ("1e-2", "2e-2", "5e-3", "4e-2")  # (1e-2: the study's runs without +lr)
+# every run swept over 8x, so that each side is compared at its own best LR. A never-grown run of
+# depth d is the fixed-size run of the point with d layers (w32-v512-L2-T1500-s1234-fixed+lr1e-2), so
+# the targets of one width, vocabulary, length and seed share them. Every control run is new (its
+# key names its LR, 1e-2 too): the study's earlier runs predate the tiled init, another init draw.
+CONTROL_LRS = ("1e-2", "2e-2", "5e-3", "4e-2")
 CONTROL_GROWN = ("p1-copy_zeroL-0.8-stack", "p1-copy_zeroL-2step-stack")
+BETWEEN = (2, 4, 8, 16)  # the depths between the sources (0, 1) and a target
 
 
-def control_runs(L: int, grown: list[tuple[Run, tuple[str, ...], str]]) -> list[tuple[Run, tuple[str, ...], str]]:
-    """(run, extra flags, variant name) of the control at target depth L with the growth recipes
-    ``grown``, in the order to run them: the sources and fixed run first (the depth gain), then growth,
-    then the depths between and the shorter runs of the frontier."""
-    between = [Run(f"d{d}", d) for d in (2, 4, 16) if d < L]
-    shorter = [Run(f"{r.name}-{f}", r.source, length=f) for r in [NEVER_GROWN[1], *between] for f in (0.6, 0.35)]
-    return ([(r, (), None) for r in (FIXED[0], *NEVER_GROWN)] + grown
-            + [(r, (), None) for r in (*between, FIXED[1], FIXED[2], *shorter)])
+def control_runs(p: Point, grown: list[tuple[Run, tuple[str, ...], str]]) -> list[tuple[Point, Run, tuple, str]]:
+    """(point, run, extra flags, variant name) of the control at point ``p`` with the growth recipes
+    ``grown``, in the order to run them: the fixed run and the sources first (the depth gain), then
+    growth, then the depths between and the shorter runs of the frontier."""
+    at = lambda d: dataclasses.replace(p, layers=d)  # noqa: E731
+    between = [d for d in BETWEEN if d < p.layers]
+    return ([(p, FIXED[0], (), None), (at(0), FIXED[0], (), None), (at(1), FIXED[0], (), None)]
+            + [(p, run, extra, variant) for run, extra, variant in grown]
+            + [(at(d), FIXED[0], (), None) for d in between] + [(p, FIXED[1], (), None), (p, FIXED[2], (), None)]
+            + [(at(d), short, (), None) for d in (1, *between) for short in FIXED[1:]])
 
 
 def control_points(seed: int) -> list[tuple[Point, list, tuple[str, ...]]]:
@@ -281,13 +286,9 @@ def control_points(seed: int) -> list[tuple[Point, list, tuple[str, ...]]]:
 
 def _control(add, seed):
     for p, grown, lrs in control_points(seed):
-        for run, extra, variant in control_runs(p.layers, grown):
+        for point, run, extra, variant in control_runs(p, grown):
             for lr in lrs:
-                name = variant or run.name
-                if lr == "1e-2":
-                    add(p, [run], extra, variant)
-                else:
-                    add(p, [run], [*extra, "--lr", lr], f"{name}+lr{lr}")
+                add(point, [run], [*extra, "--lr", lr], f"{variant or run.name}+lr{lr}")
 
 
 PRECISION_T = 600
@@ -769,14 +770,25 @@ def control_summary(results: list[dict], conv: str = "cum_flops_6n") -> tuple[di
     gap, recovered fraction (L_source - L_grown) / (L_source - L_fixed) and distance to the fixed-size
     frontier: the Pareto front over every depth and length at its best LR, log-loss linear in
     log-compute between its points."""
-    by_point: dict[str, list[dict]] = {}
+    family: dict[tuple, list[dict]] = {}  # (width, vocab, T, seed) -> runs of every depth
     for r in results:
-        by_point.setdefault(Point(**r["point"]).tag, []).append(r)
+        q = r["point"]
+        family.setdefault((q["width"], q["vocab"], q["T"], q["seed"]), []).append(r)
     out, lines = {"conv": conv, "points": {}}, []
-    for tag, rs in sorted(by_point.items()):
-        data, table = _control_point(rs, conv, tag)
-        out["points"][tag] = data
-        lines.append(table)
+    for rs in family.values():
+        targets = sorted({r["point"]["layers"] for r in rs if r["tau_fraction"] is not None or "chain" in r})
+        for L in targets:
+            runs = []
+            for r in rs:
+                d = r["point"]["layers"]
+                if d == L:
+                    runs.append(r)
+                elif d < L and r["tau_fraction"] is None and "chain" not in r:  # a never-grown depth
+                    runs.append(dict(r, name=r["name"].replace("fixed", f"src-{d}" if d < 2 else f"d{d}", 1)))
+            tag = Point(**dict(rs[0]["point"], layers=L)).tag
+            data, table = _control_point(runs, conv, tag)
+            out["points"][tag] = data
+            lines.append(table)
     return out, "\n".join(lines)
 
 

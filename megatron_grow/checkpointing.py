@@ -267,7 +267,8 @@ def _forked_child() -> None:
     from megatron_grow.lifetime import kill_helper_with_parent
 
     kill_helper_with_parent()
-    if _SAVING[0] is not None and os.environ.get("MEGATRON_GROW_KILL_IN_WRITE") == str(_SAVING[0]):
+    it, _, rank = os.environ.get("MEGATRON_GROW_KILL_IN_WRITE", "").partition("@")  # ITER[@RANK]
+    if _SAVING[0] is not None and it == str(_SAVING[0]) and rank in ("", os.environ.get("RANK", "0")):
         os.kill(os.getppid(), signal.SIGKILL)  # fault injection for the tests: the rank dies mid-write
         time.sleep(30)  # (a writer still busy: it must go with its rank)
 

@@ -102,7 +102,7 @@ def setup(argv=None, for_training: bool = True):
 
 EXIT_DIVERGED = 3  # exit status when training stopped on skipped (non-finite or spiking) updates
 EXIT_STOPPED = 4  # stopped early by a signal or --exit-duration-in-mins, after saving: relaunch with --load
-EXIT_TIMEOUT = 5  # a collective waited longer than --distributed-timeout-minutes (a frozen or lost rank)
+EXIT_TIMEOUT = 5  # a collective failed: it waited longer than --distributed-timeout-minutes, or a rank is gone
 
 
 def main(argv=None):
@@ -124,10 +124,14 @@ def main(argv=None):
         platform.shutdown()
         raise SystemExit(EXIT_STOPPED if isinstance(e, training.Stopped) else EXIT_DIVERGED) from None
     except RuntimeError as e:  # gloo's words; NCCL's watchdog ends the process itself
-        if "Timed out waiting" not in str(e):
+        if "Timed out waiting" in str(e):
+            why = (f"a collective waited longer than --distributed-timeout-minutes "
+                   f"{cfg.distributed_timeout_minutes:g}, so another rank is frozen or gone ({e})")
+        elif any(w in str(e) for w in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")):
+            why = f"another rank is gone (killed or crashed): its connection closed during a collective ({e})"
+        else:
             raise
-        print(f"\nrank {dist.get_rank()} stopped: a collective waited longer than --distributed-timeout-minutes "
-              f"{cfg.distributed_timeout_minutes:g}, so another rank is frozen or gone ({e}). Relaunch with "
+        print(f"\nrank {dist.get_rank()} stopped: {why}. A save it interrupted is not committed; relaunch with "
               f"--load {cfg.save or 'DIR'} to continue from the last checkpoint.", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_TIMEOUT) from None
     cfg, state = r.cfg, r.state

@@ -247,6 +247,24 @@ def test_a_rank_killed_while_writing_leaves_no_writer_behind(tmp_path):
     assert open(ck / "latest_checkpointed_iteration.txt").read() == "2" and not (ck / "iter_0000004").exists()
 
 
+def test_a_rank_killed_during_the_first_save_is_explained(tmp_path):
+    """Rank 1 SIGKILLed while its writers write the first checkpoint: rank 0 says another rank is gone
+    and how to go on (it printed gloo's 'Connection closed by peer' traceback), exit status 5, nothing
+    committed, no process left."""
+    log, ck = tmp_path / "log", tmp_path / "ck"
+    proc = _launch(2, [*ARGS, "--global-batch-size", "4", "--train-iters", "6", "--save", str(ck),
+                       "--save-interval", "2"], log, env={"MEGATRON_GROW_KILL_IN_WRITE": "2@1"})
+    try:
+        proc.wait(timeout=240)
+        left = _wait_for_the_job(proc, 5)
+    finally:
+        kill_job(proc.tag)
+    out = log.read_text()
+    assert proc.returncode != 0 and not left, (left, out[-3000:])
+    assert "rank 0 stopped: another rank is gone (killed or crashed)" in out and "[rank0]: Traceback" not in out, out
+    assert not (ck / "latest_checkpointed_iteration.txt").exists() and not (ck / "iter_0000002").exists()
+
+
 def test_a_frozen_rank_ends_the_job_after_the_timeout(tmp_path):
     """A rank stopped dead (SIGSTOP) mid-run: the other one fails its collective after
     --distributed-timeout-minutes, naming the flag, and torchrun ends the job instead of hanging

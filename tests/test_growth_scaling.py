@@ -61,17 +61,19 @@ def test_point_table_gaps_against_fixed_and_frontier():
 
 
 def test_control_summary_compares_each_side_at_its_best_lr():
-    """Best LR per run (interior or not), depth gain of the never-grown source, recovered fraction and the
-    Pareto front over depths, on runs with known answers."""
-    def run(name, loss, compute, tau=None):
+    """Best LR per run (interior or not), depth gain of the never-grown source (the fixed run of the
+    1-layer point), recovered fraction and the Pareto front over depths, on runs with known answers."""
+    def run(name, loss, compute, tau=None, layers=8):
         return {"name": name, "val_loss": loss, "cum_flops_6n": compute, "tau_fraction": tau,
-                "point": {"width": 32, "vocab": 512, "layers": 8, "T": 1500, "seed": 1}}
+                "point": {"width": 32, "vocab": 512, "layers": layers, "T": 1500, "seed": 1}}
 
-    results = [run("fixed", 2.2, 1.0), run("fixed+lr2e-2", 2.0, 1.0), run("fixed+lr4e-2", 2.1, 1.0),
-               run("fixed+lr5e-3", 2.3, 1.0), run("src-1", 2.5, 0.2), run("src-1+lr2e-2", 2.4, 0.2),
-               run("d2-0.6", 2.6, 0.25), run("fixed-0.35", 2.3, 0.35),
-               run("grown", 2.3, 0.4, 0.8), run("grown+lr2e-2", 2.1, 0.4, 0.8)]
+    results = [run("fixed+lr1e-2", 2.2, 1.0), run("fixed+lr2e-2", 2.0, 1.0), run("fixed+lr4e-2", 2.1, 1.0),
+               run("fixed+lr5e-3", 2.3, 1.0), run("fixed+lr1e-2", 2.5, 0.2, layers=1),
+               run("fixed+lr2e-2", 2.4, 0.2, layers=1), run("fixed-0.6+lr1e-2", 2.6, 0.25, layers=2),
+               run("fixed-0.35+lr1e-2", 2.3, 0.35), run("fixed+lr1e-2", 1.9, 2.0, layers=16),
+               run("grown+lr1e-2", 2.3, 0.4, 0.8), run("grown+lr2e-2", 2.1, 0.4, 0.8)]
     out, table = gs.control_summary(results)
+    assert list(out["points"]) == ["w32-v512-L8-T1500-s1"]  # (the 16-layer run is no part of an 8-layer point)
     out = out["points"]["w32-v512-L8-T1500-s1"]
     runs = {r["name"]: r for r in out["runs"]}
     assert runs["fixed"]["best_lr"] == 2e-2 and runs["fixed"]["interior"] and not runs["src-1"]["interior"]
