@@ -93,6 +93,7 @@ RECIPES = {
 # the previous one's checkpoint: the same losses)
 CHAINS = {name: ((1, 4, 0.7), (4, 8, 0.85)) for name in ("p1-copy_zeroL-2step", "p1-copy_zeroL-2step-stack")}
 CHAINS["p1-copy_zeroL-2step-late"] = ((1, 4, 0.8), (4, 8, 0.92))  # w16: the compute of the one-step 0.88 T
+CHAINS["p1-copy_zeroL-2step16-stack"] = ((1, 4, 0.7), (4, 16, 0.85))  # the depth axis: 16 layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,13 +273,15 @@ def control_runs(p: Point, grown: list[tuple[Run, tuple[str, ...], str]]) -> lis
 
 
 def control_points(seed: int) -> list[tuple[Point, list, tuple[str, ...]]]:
-    """The points under control with their growth recipes: the study's w32 points at T 1500 and 750 (the
-    recommended recipes) and the w16, T 225 point where the study had growth reach the fixed run (its
-    recipe)."""
+    """The points under control with their growth recipes and LRs: the study's w32 points at T 1500 and
+    750 (the recommended recipes), 16 layers at T 1500 (the depth axis), and the w16, T 225 point where
+    the study had growth reach the fixed run (its recipe)."""
     recipe = lambda v: (next(r for r in GROWN if r.name == RECIPES[v][0]), tuple(RECIPES[v][1]), v)  # noqa: E731
     stack = tuple(RECIPES["p1-copy_zeroL-0.8-stack"][1])
+    two_step16 = (GROWN[2], stack, "p1-copy_zeroL-2step16-stack")  # 1 -> 4 -> 16 (CHAINS)
     return [(Point(T=1500, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS),
             (Point(T=750, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS),
+            (Point(layers=16, T=1500, seed=seed), [recipe("p1-copy_zeroL-0.8-stack"), two_step16], CONTROL_LRS),
             (dataclasses.replace(width_point(16), seed=seed),
              [(Run("p1-copy_zeroL-0.88", 1, 0.88, "copy_zeroL"), stack, "p1-copy_zeroL-0.88-stack"),
               recipe("p1-copy_zeroL-0.8-stack")], (*CONTROL_LRS, "8e-2"))]  # (narrow: its best LRs are higher)
