@@ -423,6 +423,10 @@ def verify_checksums(path: str) -> str | None:
                 return f"{os.path.join(path, name)} is unreadable ({type(e).__name__}), so its files cannot be checked"
             found.add(name)
             want.update(listed)
+    named = _storage_files(path)  # (the files torch_dist's .metadata says hold the tensors)
+    missing = sorted(f for f in named if not os.path.isfile(os.path.join(path, f)))
+    if missing:
+        return f"{os.path.join(path, missing[0])} is missing (the checkpoint's .metadata names it)"
     if not want:
         return None
     world = max((w for w in worlds if isinstance(w, int)), default=None)  # (older checkpoints: not recorded)
@@ -442,6 +446,17 @@ def verify_checksums(path: str) -> str | None:
             k = next(i for i, (a, b) in enumerate(zip(got, w[algo], strict=True)) if a != b)
             return f"{p} differs from what was saved ({algo} of bytes {k * CHUNK}..{(k + 1) * CHUNK})"
     return None
+
+
+def _storage_files(path: str) -> set[str]:
+    """The shard files a torch_dist checkpoint's .metadata names (empty when it cannot be read: the
+    load reports that)."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        return {v.relative_path for v in FileSystemReader(path).read_metadata().storage_data.values()}
+    except Exception:  # (no or damaged .metadata: not this check's to report)
+        return set()
 
 
 def read_common(path: str) -> dict:

@@ -1,6 +1,7 @@
 """Progressive growth: plans, function preservation, copies, optimizer state, online vs offline, resume."""
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -248,12 +249,16 @@ def test_expand_tool_bad_inputs(tmp_path, source):
     for name, damage, needle in [("__0_0.distcp", "flip", "differs from what was saved"),
                                  ("__0_1.distcp", "truncate", "bytes,"),
                                  ("checksums.1.json", "remove", "checksums.1.json is missing"),
+                                 ("__0_1.distcp", "remove-unlisted", "missing (the checkpoint's .metadata names it)"),
                                  ("common.pt", "truncate-unchecked", "common.pt")]:
         shutil.rmtree(broken)
         shutil.copytree(source, broken)
         f = broken / "iter_0000004" / name
-        if damage == "remove":
+        if damage.startswith("remove"):
             os.remove(f)
+            if damage == "remove-unlisted":  # a shard gone before the checksums were written: they do not name it
+                for c in (broken / "iter_0000004").glob("checksums.*.json"):
+                    c.write_text(json.dumps({k: v for k, v in json.loads(c.read_text()).items() if k != name}))
         elif damage == "flip":
             data = bytearray(f.read_bytes())
             data[len(data) // 2] ^= 0xFF
