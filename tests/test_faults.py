@@ -217,50 +217,46 @@ def test_damaged_or_mismatched_checkpoints_name_the_file(tmp_path):
            "--ffn-hidden-size 256" in out, out[-3000:]
 
 
-def test_a_killed_rank_leaves_no_process_behind(tmp_path):
-    """A process SIGKILLed right after its checkpoint was written (megatron's writer keeps a helper
-    process; torchrun would kill it with the worker's process group, a plain `python -m` run could
-    not) leaves nothing running."""
-    log = tmp_path / "log"
-    proc = _launch(None, [*ARGS, "--train-iters", "6", "--save", str(tmp_path / "ck"), "--save-interval", "2"], log,
-                   env={"MEGATRON_GROW_KILL_IN_SAVE": "4"})
+def _killed_job(nproc, args, log, env) -> tuple[int, list[int]]:
+    """A job that a fault injection in ``env`` kills: its exit status once it ended, and the processes
+    of it still running 5 s later (then killed)."""
+    proc = _launch(nproc, args, log, env)
     try:
         proc.wait(timeout=240)
         left = _wait_for_the_job(proc, 5)
     finally:
         kill_job(proc.tag)
-    assert proc.returncode != 0 and not left, left
+    return proc.returncode, left
+
+
+def test_a_killed_rank_leaves_no_process_behind(tmp_path):
+    """A process SIGKILLed right after its checkpoint was written (megatron's writer keeps a helper
+    process; torchrun would kill it with the worker's process group, a plain `python -m` run could
+    not) leaves nothing running."""
+    status, left = _killed_job(None, [*ARGS, "--train-iters", "6", "--save", str(tmp_path / "ck"), "--save-interval",
+                                      "2"], tmp_path / "log", env={"MEGATRON_GROW_KILL_IN_SAVE": "4"})
+    assert status != 0 and not left, left
 
 
 def test_a_rank_killed_while_writing_leaves_no_writer_behind(tmp_path):
     """SIGKILL while megatron's forked writer processes are writing the checkpoint's files: they go with
     the rank (they were left running, parent PID 1, ignoring SIGTERM), and the commit never happened."""
-    log, ck = tmp_path / "log", tmp_path / "ck"
-    proc = _launch(None, [*ARGS, "--train-iters", "6", "--save", str(ck), "--save-interval", "2"], log,
-                   env={"MEGATRON_GROW_KILL_IN_WRITE": "4"})
-    try:
-        proc.wait(timeout=240)
-        left = _wait_for_the_job(proc, 5)
-    finally:
-        kill_job(proc.tag)
-    assert proc.returncode != 0 and not left, left
+    ck = tmp_path / "ck"
+    status, left = _killed_job(None, [*ARGS, "--train-iters", "6", "--save", str(ck), "--save-interval", "2"],
+                               tmp_path / "log", env={"MEGATRON_GROW_KILL_IN_WRITE": "4"})
+    assert status != 0 and not left, left
     assert open(ck / "latest_checkpointed_iteration.txt").read() == "2" and not (ck / "iter_0000004").exists()
 
 
 def test_a_rank_killed_during_the_first_save_is_explained(tmp_path):
     """Rank 1 SIGKILLed while its writers write the first checkpoint: rank 0 says another rank is gone
-    and how to go on (it printed gloo's 'Connection closed by peer' traceback), exit status 5, nothing
-    committed, no process left."""
+    and how to go on (it printed gloo's 'Connection closed by peer' traceback) and exits with status 5;
+    nothing committed, no process left."""
     log, ck = tmp_path / "log", tmp_path / "ck"
-    proc = _launch(2, [*ARGS, "--global-batch-size", "4", "--train-iters", "6", "--save", str(ck),
-                       "--save-interval", "2"], log, env={"MEGATRON_GROW_KILL_IN_WRITE": "2@1"})
-    try:
-        proc.wait(timeout=240)
-        left = _wait_for_the_job(proc, 5)
-    finally:
-        kill_job(proc.tag)
+    status, left = _killed_job(2, [*ARGS, "--global-batch-size", "4", "--train-iters", "6", "--save", str(ck),
+                                   "--save-interval", "2"], log, env={"MEGATRON_GROW_KILL_IN_WRITE": "2@1"})
     out = log.read_text()
-    assert proc.returncode != 0 and not left, (left, out[-3000:])
+    assert status != 0 and not left, (left, out[-3000:])
     assert "rank 0 stopped: another rank is gone (killed or crashed)" in out and "[rank0]: Traceback" not in out, out
     assert not (ck / "latest_checkpointed_iteration.txt").exists() and not (ck / "iter_0000002").exists()
 
