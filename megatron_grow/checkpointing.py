@@ -47,6 +47,14 @@ def no_checkpoint(root: str) -> CheckpointError:
                                f"{_listed(have)}; pick one with --ckpt-step N (the newest: --ckpt-step {have[-1]})")
     return CheckpointError(f"--load {root}: no {TRACKER} there, so no complete checkpoint: not a megatron_grow "
                            "checkpoint directory, or no save into it has finished")
+
+
+def no_such_step(root: str, step: int) -> CheckpointError:
+    """--ckpt-step names no complete checkpoint of ``root`` (for the tools that take it)."""
+    return CheckpointError(f"--ckpt-step {step}: no complete checkpoint of that iteration in {root} (complete ones: "
+                           f"{_listed(iterations(root))})")
+
+
 # checksums.<rank>.json in a checkpoint: size and a digest of each CHUNK bytes of that rank's share of its
 # files. XXH3-64 hashes ~10 GB/s per core here, CRC-32 ~2-3 GB/s (benchmarks/checkpoint_checksums.py).
 CHUNK = 64 << 20

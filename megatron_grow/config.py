@@ -325,11 +325,11 @@ def finalize(cfg: RunConfig, world_size: int, device: str, te_available: bool = 
             cfg.global_batch_size = cfg.micro_batch_size * max(cfg.data_parallel_size, 1)
         problems = validate(cfg, device, te_available)
         if growth_requested(cfg) and not _first_tier_problems(cfg) and cfg.num_layers >= 0:
-            tau_problems, planned = _schedule_problems(cfg), {}
-            if not cfg.grow_schedule:
+            if cfg.grow_schedule:
+                tau_problems = _schedule_problems(cfg)
+                planned = {} if tau_problems else schedule_step(cfg)  # the first step's growth fields
+            else:
                 tau_problems, planned = auto_tau(cfg)
-            elif not tau_problems:
-                planned = schedule_step(cfg)  # the first step's growth fields
             for k, v in planned.items():
                 setattr(cfg, k, v)
             problems += tau_problems or growth_problems(cfg, device, te_available, known=problems)
@@ -765,8 +765,6 @@ def schedule_step(cfg: RunConfig) -> dict:
 
 def _schedule_problems(cfg: RunConfig) -> list[str]:
     """--grow-schedule against the single-growth flags, and its steps' order."""
-    if not cfg.grow_schedule:
-        return []
     single = (*SCHEDULE_FIELDS, "grow_at_fraction", "grow_at", "grow_pipeline_layers")
     given = [f"--{k.replace('_', '-')}" for k in single if getattr(cfg, k) is not None]
     if given:
@@ -838,9 +836,9 @@ def growth_problems(cfg: RunConfig, device: str, te_available: bool = False, kno
     if not cfg.grow_schedule:
         return _one_growth_problems(cfg, device, te_available, known)
     P = []
+    names = {"--grow-tensor-model-parallel-size ": ":tp", "--grow-pipeline-model-parallel-size ": ":pp",
+             "--grow-expert-model-parallel-size ": ":ep", " (--grow-at-iter / --grow-at-fraction)": ""}
     while not P and cfg.num_layers < cfg.grow_to_layers:
-        names = {"--grow-tensor-model-parallel-size ": ":tp", "--grow-pipeline-model-parallel-size ": ":pp",
-                 "--grow-expert-model-parallel-size ": ":ep", " (--grow-at-iter / --grow-at-fraction)": ""}
         P = [f"--grow-schedule step {cfg.grow_to_layers}@{cfg.grow_at_iter}: "
              + functools.reduce(lambda m, kv: m.replace(*kv), names.items(), p)
              for p in _one_growth_problems(cfg, device, te_available, known)]

@@ -51,10 +51,8 @@ def check(args) -> tuple[dict, int]:
 
     it = checkpointing.latest_iteration(args.load) if os.path.isdir(args.load) else None
     if args.ckpt_step is not None:
-        have = checkpointing.iterations(args.load)
-        if args.ckpt_step not in have:
-            sys.exit(f"error: --ckpt-step {args.ckpt_step}: no complete checkpoint of that iteration in {args.load} "
-                     f"(complete ones: {', '.join(map(str, have)) or 'none'})")
+        if args.ckpt_step not in checkpointing.iterations(args.load):
+            sys.exit(f"error: {checkpointing.no_such_step(args.load, args.ckpt_step)}")
         it = args.ckpt_step
     if it is None:
         sys.exit(f"error: {checkpointing.no_checkpoint(args.load)}")

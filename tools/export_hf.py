@@ -42,8 +42,7 @@ def main(argv=None):
         fail(checkpointing.no_checkpoint(args.load))
     it = its[-1] if args.ckpt_step is None else args.ckpt_step
     if it not in its:
-        fail(f"--ckpt-step {it}: no complete checkpoint of that iteration in {args.load} (complete ones: "
-             f"{', '.join(map(str, its))})")
+        fail(checkpointing.no_such_step(args.load, it))
     path = checkpointing.iter_dir(args.load, it)
     damage = checkpointing.verify_checksums(path)
     if damage:

@@ -61,7 +61,7 @@ def pilot_warnings(args) -> list[str]:
         if grown and fixed and grown[-1].get("num_layers") != depth:
             out.append(f"the grown pilot ends at {grown[-1].get('num_layers')} layers, the fixed one has {depth}")
     out.append("under control (never-grown sources, every depth, each run at its own best LR) growth ended above "
-               "the best fixed-size model of any depth at the same compute at the one informative point measured "
+               "the best fixed-size model of any depth at the same compute at every informative point measured "
                "(README, 'The answer on this hardware, under control'): pilot the never-grown source and a "
                "shallower model too, at their own best LRs, before trusting the saving below")
     return out
