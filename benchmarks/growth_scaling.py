@@ -47,6 +47,7 @@ import functools
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -61,7 +62,7 @@ TOKENS_PER_ITER = 16 * 128
 BASE = ["--model", "gpt2", "--preset", "tiny", "--seq-length", "128", "--device", "cpu", "--micro-batch-size", "16",
         "--global-batch-size", "16", "--lr", "1e-2", "--optimizer", "muon-nsgd", "--eval-iters", "16",
         "--log-interval", "1"]
-STEP_S = {16: 0.16, 32: 0.3, 64: 0.7}  # measured seconds per iteration of an 8-layer model, 1 core (estimates)
+STEP_S = {16: 0.06, 32: 0.09, 64: 0.2}  # measured seconds per iteration of an 8-layer model, 1 core (estimates)
 
 FIXED = [Run("fixed", None), Run("fixed-0.6", None, length=0.6), Run("fixed-0.35", None, length=0.35)]
 GROWN = [Run("p0-random-0.8", 0, 0.8), Run("p0-random-0.5", 0, 0.5), Run("p1-copy_zeroL-0.8", 1, 0.8, "copy_zeroL"),
@@ -94,6 +95,7 @@ RECIPES = {
 CHAINS = {name: ((1, 4, 0.7), (4, 8, 0.85)) for name in ("p1-copy_zeroL-2step", "p1-copy_zeroL-2step-stack")}
 CHAINS["p1-copy_zeroL-2step-late"] = ((1, 4, 0.8), (4, 8, 0.92))  # w16: the compute of the one-step 0.88 T
 CHAINS["p1-copy_zeroL-2step16-stack"] = ((1, 4, 0.7), (4, 16, 0.85))  # the depth axis: 16 layers
+CHAINS["p1-copy_zeroL-2step32-stack"] = ((1, 4, 0.7), (4, 32, 0.85))  # and 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +259,7 @@ def _precision(add, seed):
 # key names its LR, 1e-2 too): the study's earlier runs predate the tiled init, another init draw.
 CONTROL_LRS = ("1e-2", "2e-2", "5e-3", "4e-2")
 CONTROL_GROWN = ("p1-copy_zeroL-0.8-stack", "p1-copy_zeroL-2step-stack")
-BETWEEN = (2, 4, 8, 16)  # the depths between the sources (0, 1) and a target
+BETWEEN = (2, 4, 8, 16)  # the depths between the sources (0, 1) and a target (at 32: up to 16)
 
 
 def control_runs(p: Point, grown: list[tuple[Run, tuple[str, ...], str]]) -> list[tuple[Point, Run, tuple, str]]:
@@ -278,13 +280,18 @@ def control_points(seed: int) -> list[tuple[Point, list, tuple[str, ...]]]:
     the study had growth reach the fixed run (its recipe)."""
     recipe = lambda v: (next(r for r in GROWN if r.name == RECIPES[v][0]), tuple(RECIPES[v][1]), v)  # noqa: E731
     stack = tuple(RECIPES["p1-copy_zeroL-0.8-stack"][1])
-    two_step16 = (GROWN[2], stack, "p1-copy_zeroL-2step16-stack")  # 1 -> 4 -> 16 (CHAINS)
-    return [(Point(T=1500, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS),
+    p0 = (GROWN[0], (), None)  # the paper's recipe: from 0 layers, random init, at 0.8 T
+    two_step = lambda L: (GROWN[2], stack, f"p1-copy_zeroL-2step{L}-stack")  # noqa: E731  1 -> 4 -> L (CHAINS)
+    return [(Point(T=1500, seed=seed), [*(recipe(v) for v in CONTROL_GROWN), p0], CONTROL_LRS),
             (Point(T=750, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS),
-            (Point(layers=16, T=1500, seed=seed), [recipe("p1-copy_zeroL-0.8-stack"), two_step16], CONTROL_LRS),
+            (Point(layers=16, T=1500, seed=seed), [recipe("p1-copy_zeroL-0.8-stack"), two_step(16), p0], CONTROL_LRS),
             (dataclasses.replace(width_point(16), seed=seed),
              [(Run("p1-copy_zeroL-0.88", 1, 0.88, "copy_zeroL"), stack, "p1-copy_zeroL-0.88-stack"),
-              recipe("p1-copy_zeroL-0.8-stack")], (*CONTROL_LRS, "8e-2"))]  # (narrow: its best LRs are higher)
+              recipe("p1-copy_zeroL-0.8-stack")], (*CONTROL_LRS, "8e-2")),  # (narrow: its best LRs are higher)
+            # the depth axis at T 1500 (4 layers shares its runs with the others) and the T axis at 8 layers
+            (Point(layers=4, T=1500, seed=seed), [recipe("p1-copy_zeroL-0.8-stack"), p0], CONTROL_LRS),
+            (Point(T=375, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS),
+            (Point(layers=32, T=1500, seed=seed), [recipe("p1-copy_zeroL-0.8-stack"), two_step(32), p0], CONTROL_LRS)]
 
 
 def _control(add, seed):
@@ -294,9 +301,97 @@ def _control(add, seed):
                 add(point, [run], [*extra, "--lr", lr], f"{variant or run.name}+lr{lr}")
 
 
+# The width axis at tuned LRs (issue 25, item 2): one length and vocabulary at every width, so that only the
+# width changes; the 8-layer fixed run, its never-grown 1-layer source and the recommended growth (1 -> 8
+# layers at 0.8 T, stack) each over an LR sweep of 8x, in both Muon scale modes. A sweep whose best LR is
+# at an edge gains the next LR outward (up to EXTEND times) on the next pass, so the best is interior.
+WIDTH_LR_T = 500
+WIDTHS = (16, 32, 64)
+SCALE_LRS = {"match_adamw": ("5e-3", "1e-2", "2e-2", "4e-2"), "spectral": ("5e-2", "1e-1", "2e-1", "4e-1")}
+EXTEND = 2
+
+
+def lr_str(x: float) -> str:
+    """An LR as the study's keys write it: 0.08 -> '8e-2', 0.0025 -> '2.5e-3'."""
+    e = math.floor(math.log10(x) + 1e-9)
+    return f"{round(x / 10 ** e, 6):g}e{e}"
+
+
+def swept(point: Point, run: Run, extra: tuple[str, ...], name: str, lrs: tuple[str, ...]) -> list[str]:
+    """The LRs of a sweep: ``lrs``, and while every one is stored and the best sits at an edge, the
+    next one beyond it (double or half), at most EXTEND more."""
+    lrs = list(lrs)
+    for _ in range(EXTEND):
+        stored = {lr: load(Job(point, run, (), f"{name}+lr{lr}")) for lr in lrs}
+        if not all(stored.values()):
+            break
+        by = sorted(lrs, key=float)
+        best = min(by, key=lambda lr: stored[lr]["val_loss"])
+        if best not in (by[0], by[-1]):
+            break
+        lrs.append(lr_str(float(best) * (2 if best == by[-1] else 0.5)))
+    return lrs
+
+
+def width_lr_runs(seed: int) -> list[tuple[str, Point, Run, tuple[str, ...], str]]:
+    """(scale mode, point, run, extra flags, name without LR) of the width axis at tuned LRs, fixed
+    runs first (the LR transfer), then the sources, then growth."""
+    stack = tuple(RECIPES["p1-copy_zeroL-0.8-stack"][1])
+    out = []
+    for kind in ("fixed", "src", "grown"):
+        for mode in SCALE_LRS:
+            tail = "" if mode == "match_adamw" else "+spectral"
+            for w in WIDTHS:
+                p = Point(width=w, T=WIDTH_LR_T, seed=seed)
+                if kind == "fixed":
+                    out.append((mode, p, FIXED[0], (), "fixed" + tail))
+                elif kind == "src":
+                    out.append((mode, dataclasses.replace(p, layers=1), FIXED[0], (), "fixed" + tail))
+                else:
+                    out.append((mode, p, GROWN[2], stack, "p1-copy_zeroL-0.8-stack" + tail))
+    return out
+
+
+def _widthlr(add, seed):
+    for mode, point, run, extra, name in width_lr_runs(seed):
+        for lr in swept(point, run, extra, name, SCALE_LRS[mode]):
+            add(point, [run], [*extra, "--muon-scale-mode", mode, "--lr", lr], f"{name}+lr{lr}")
+
+
+LR_T = (250, 500, 750, 1500)
+
+
+def _lrT(add, seed):
+    """The peak LR against T (the 1/sqrt(T) rule): the 8-layer fixed run at width 32, vocab 512 over T
+    in both scale modes (match_adamw at T 750 and 1500 are the control's runs, T 500 the width axis')."""
+    for mode, lrs in SCALE_LRS.items():
+        name = "fixed" + ("" if mode == "match_adamw" else "+spectral")
+        for T in LR_T:
+            p = Point(T=T, seed=seed)
+            for lr in swept(p, FIXED[0], (), name, lrs):
+                add(p, [FIXED[0]], ["--muon-scale-mode", mode, "--lr", lr], f"{name}+lr{lr}")
+
+
+def _controlseeds(add, seed):
+    """Two more seeds at the controlled points of T 1500 (8 and 16 layers), every run of the control at
+    the LR its sweep at the base seed found best (a run whose sweep is not yet stored is left out)."""
+    for p, grown, lrs in control_points(seed):
+        if (p.width, p.T, p.layers) not in ((32, 1500, 8), (32, 1500, 16)):
+            continue
+        for point, run, extra, variant in control_runs(p, grown):
+            name = variant or run.name
+            stored = {lr: load(Job(point, run, (), f"{name}+lr{lr}")) for lr in lrs}
+            if not all(stored.values()):
+                continue
+            best = min(lrs, key=lambda lr: stored[lr]["val_loss"])
+            for s in (1, 2):
+                add(dataclasses.replace(point, seed=seed + s), [run], [*extra, "--lr", best], f"{name}+lr{best}")
+
+
 PRECISION_T = 600
 AXES = {"T": _T, "seeds": _seeds, "depth": _depth, "width": _width, "w16": _w16, "tmix": _tmix, "recipe": _recipe,
-        "twostep": _twostep, "precision": _precision, "control": _control}
+        "twostep": _twostep, "precision": _precision, "control": _control, "widthlr": _widthlr,
+        "controlseeds": _controlseeds, "lrT": _lrT}
 
 
 def import_progressive_vs_fixed(path: str, jobs: list[Job]) -> list[str]:
@@ -767,8 +862,9 @@ def precision_summary(results: list[dict]) -> tuple[dict, str]:
     return out, "\n".join(lines) + "\n"
 
 
-def control_summary(results: list[dict], conv: str = "cum_flops_6n") -> tuple[dict, str]:
-    """The control, per point: each run's LR curve and best LR (interior or at an edge of the sweep),
+def control_summary(results: list[dict], conv: str = "cum_flops_6n", sigma: float = 0.018) -> tuple[dict, str]:
+    """The control, per point (its laws: control_laws, under the seed noise ``sigma`` of a gap): each
+    run's LR curve and best LR (interior or at an edge of the sweep),
     the depth gain (never-grown 1-layer source vs the fixed run, each at its best LR), each growth's
     gap, recovered fraction (L_source - L_grown) / (L_source - L_fixed) and distance to the fixed-size
     frontier: the Pareto front over every depth and length at its best LR, log-loss linear in
@@ -777,7 +873,7 @@ def control_summary(results: list[dict], conv: str = "cum_flops_6n") -> tuple[di
     for r in results:
         q = r["point"]
         family.setdefault((q["width"], q["vocab"], q["T"], q["seed"]), []).append(r)
-    out, lines = {"conv": conv, "points": {}}, []
+    out, lines, tables = {"conv": conv, "points": {}}, [], []
     for rs in family.values():
         targets = sorted({r["point"]["layers"] for r in rs if r["tau_fraction"] is not None or "chain" in r})
         for L in targets:
@@ -788,11 +884,108 @@ def control_summary(results: list[dict], conv: str = "cum_flops_6n") -> tuple[di
                     runs.append(r)
                 elif d < L and r["tau_fraction"] is None and "chain" not in r:  # a never-grown depth
                     runs.append(dict(r, name=r["name"].replace("fixed", f"src-{d}" if d < 2 else f"d{d}", 1)))
-            tag = Point(**dict(rs[0]["point"], layers=L)).tag
-            data, table = _control_point(runs, conv, tag)
-            out["points"][tag] = data
-            lines.append(table)
-    return out, "\n".join(lines)
+            point = Point(**dict(rs[0]["point"], layers=L))
+            data, table = _control_point(runs, conv, point.tag)
+            out["points"][point.tag] = dict(data, point=dataclasses.asdict(point))
+            tables.append((point, table))
+    first = {}  # the base seed of each point: its lowest (the other seeds ran at its best LRs)
+    for point, _ in tables:
+        at = dataclasses.replace(point, seed=0)
+        first[at] = min(first.get(at, point.seed), point.seed)
+    base = [point for point, _ in tables if first[dataclasses.replace(point, seed=0)] == point.seed]
+    lines += [table for point, table in tables if point in base]
+    out["seeds"], table = control_seeds(out["points"])
+    lines.append(table)
+    measured = [g["sd"] for k, g in out["seeds"].items() if len(g["seeds"]) >= 3 and not k.endswith("/depth gain")]
+    if measured:  # the seed noise of a distance to the front, measured on controlled points
+        sigma = max(measured)
+    out["laws"], table = control_laws({p.tag: out["points"][p.tag] for p in base}, sigma)
+    return out, "\n".join(lines + [table])
+
+
+def control_seeds(points: dict[str, dict]) -> tuple[dict, str]:
+    """Per controlled point measured at several seeds (the others at the base seed's best LRs): each
+    growth's distance to the front and recovered fraction by seed, their mean and standard deviation."""
+    import statistics
+
+    groups: dict[tuple, dict[int, dict]] = {}
+    for data in points.values():
+        q = data.get("point")
+        if q and data.get("runs"):
+            groups.setdefault((q["width"], q["vocab"], q["layers"], q["T"]), {})[q["seed"]] = data
+    out, lines = {}, ["## Seeds at the controlled points (the other seeds at the base seed's best LR of each run)",
+                      "", "| point | run | seeds | vs frontier by seed | mean (sd) | recovered by seed | mean |",
+                      "|---|---|---|---|---:|---|---:|"]
+    for (w, v, L, T), by_seed in sorted(groups.items()):
+        if len(by_seed) < 2:
+            continue
+        names = sorted({r["name"] for d in by_seed.values() for r in d["runs"] if r["grown"]} | {"depth gain"})
+        for name in names:
+            vals = {}
+            for sd, d in sorted(by_seed.items()):
+                r = next((r for r in d["runs"] if r["name"] == name), None)
+                if name == "depth gain" and d.get("depth_gain") is not None:
+                    vals[sd] = (d["depth_gain"], None)
+                elif r is not None and "recovered" in r:
+                    vals[sd] = (r["vs_frontier"], r["recovered"])
+            if len(vals) < 2:
+                continue
+            xs = [a for a, _ in vals.values()]
+            recs = [b for _, b in vals.values() if b is not None]
+            g = {"seeds": list(vals), "values": xs, "mean": statistics.mean(xs), "sd": statistics.stdev(xs),
+                 "recovered": recs}
+            out[f"w{w}-v{v}-L{L}-T{T}/{name}"] = g
+            lines.append(f"| w{w} L{L} T{T} | {name} | {', '.join(map(str, vals))} | "
+                         f"{', '.join(f'{a:+.2%}' for a in xs)} | {g['mean']:+.2%} ({g['sd']:.2%}) | "
+                         + (f"{', '.join(f'{b:.0%}' for b in recs)} | {statistics.mean(recs):.0%} |" if recs
+                            else "- | - |"))
+    return out, "\n".join(lines) + "\n"
+
+
+def control_laws(points: dict[str, dict], sigma: float) -> tuple[dict, str]:
+    """Laws on the controlled points, along T (width 32, 8 layers) and along depth (width 32, T 1500):
+    each growth recipe's distance to the Pareto front and its recovered fraction as c0 + c1 ln x, and
+    where they would reach 0 (growth on the front) and 90% recovered, with 68% intervals from refits
+    under the seed noise ``sigma`` of a gap (of a recovered fraction: sigma / depth gain)."""
+    axes = {"T": ("T", dict(width=32, vocab=512, layers=8)), "depth": ("layers", dict(width=32, vocab=512, T=1500))}
+    series: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    for data in points.values():
+        q = data.get("point")
+        if not q or not data.get("informative"):
+            continue
+        for axis, (field, fixed) in axes.items():
+            if all(q[k] == v for k, v in fixed.items()):
+                for r in data["runs"]:
+                    if r["grown"] and "recovered" in r:
+                        name = re.sub(r"2step\d+", "2step", r["name"])  # 1 -> 4 -> L at every depth
+                        series.setdefault((axis, name), []).append(
+                            (q[field], r["vs_frontier"], r["recovered"], data["depth_gain"]))
+    out, lines = {}, ["## Laws on the controlled points (one seed; each run at its own best LR)", "",
+                      f"vs frontier and recovered fraction as c0 + c1 ln x; where they would reach 0 and 90%, with "
+                      f"68% intervals from refits under the seed noise (sigma {100 * sigma:.2f} points of a gap; of a "
+                      "recovered fraction sigma / depth gain). Two points: a line through them.", "",
+                      "| axis | recipe | points (x: vs frontier, recovered) | per doubling of x "
+                      "| on the front at x (68%) | 90% recovered at x (68%) |", "|---|---|---|---:|---:|---:|"]
+
+    def x(v):
+        return "never" if v == math.inf else f"{v:.3g}"
+
+    for (axis, name), pts in sorted(series.items()):
+        pts.sort()
+        if len(pts) < 2:
+            continue
+        xs = [p[0] for p in pts]
+        front = fit_breakeven(xs, [p[1] for p in pts], sigma)
+        rec_sigma = sigma / (sum(p[3] for p in pts) / len(pts))
+        rec = fit_breakeven(xs, [0.9 - p[2] for p in pts], rec_sigma)
+        out[f"{axis}/{name}"] = {"axis": axis, "name": name, "points": pts, "front": front, "recovered_90": rec,
+                                 "sigma": sigma, "sigma_recovered": rec_sigma}
+        shown = ", ".join(f"{p[0]:g}: {p[1]:+.1%}, {p[2]:.0%}" for p in pts)
+        per2 = f"{math.log(2) * front['c1']:+.1%}, {-math.log(2) * rec['c1']:+.0%}"
+        lines.append(f"| {axis} | {name} | {shown} | {per2} | {x(front['x_at_0'])} ({x(front['x_at_0_68'][0])}.."
+                     f"{x(front['x_at_0_68'][1])}) | {x(rec['x_at_0'])} ({x(rec['x_at_0_68'][0])}.."
+                     f"{x(rec['x_at_0_68'][1])}) |")
+    return out, "\n".join(lines) + "\n"
 
 
 def _control_point(results: list[dict], conv: str, tag: str) -> tuple[dict, str]:
@@ -845,6 +1038,127 @@ def _control_point(results: list[dict], conv: str, tag: str) -> tuple[dict, str]
     return out, "\n".join(lines) + "\n"
 
 
+def lr_optimum(curve: dict[float, float]) -> float | None:
+    """The LR at the vertex of a parabola in log LR through the best swept LR and its two neighbours
+    (None where the best is at an edge of the sweep)."""
+    import numpy as np
+
+    lrs = sorted(curve)
+    i = min(range(len(lrs)), key=lambda k: curve[lrs[k]])
+    if i in (0, len(lrs) - 1):
+        return None
+    x = np.log([lrs[i - 1], lrs[i], lrs[i + 1]])
+    a, b, _ = np.polyfit(x, [curve[lrs[k]] for k in (i - 1, i, i + 1)], 2)
+    return float(math.exp(-b / (2 * a)))
+
+
+def _slope(xs: list[float], ys: list[float]) -> float | None:
+    """d log y / d log x by least squares (None under 2 points)."""
+    import numpy as np
+
+    if len(xs) < 2:
+        return None
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+def width_lr_summary(results: list[dict], seed: int) -> tuple[dict, str]:
+    """The width axis at tuned LRs: per scale mode and width the LR curves of the fixed run, the
+    never-grown 1-layer source and the growth; each at its best LR the depth gain, the gap and the
+    recovered fraction; whether the fixed run's best LR transfers across width (its fitted optimum,
+    and the slope d log LR* / d log width: 0 where it transfers, -1 as AdamW's 1/width)."""
+    by_key = {r["key"]: r for r in results}
+    out: dict = {"T": WIDTH_LR_T, "modes": {}}
+    lines = [f"Width axis at tuned LRs: vocab 512, 8-layer target, T {WIDTH_LR_T} at every width (one seed); every run "
+             "at its own best LR; LR*: the parabola vertex in log LR around the best.", ""]
+    for mode in SCALE_LRS:
+        rows = {}
+        for _, point, run, _, name in (x for x in width_lr_runs(seed) if x[0] == mode):
+            kind = "grown" if run.tau else "src-1" if point.layers == 1 else "fixed"
+            curve = {}
+            for key, r in by_key.items():
+                if key.startswith(f"{point.tag}-{name}+lr"):
+                    curve[float(key.rpartition("+lr")[2])] = r["val_loss"]
+            if curve:
+                best = min(curve, key=curve.get)
+                rows.setdefault(point.width, {})[kind] = {
+                    "curve": dict(sorted(curve.items())), "best_lr": best, "val_loss": curve[best],
+                    "interior": min(curve) < best < max(curve), "lr_opt": lr_optimum(curve)}
+        for k in rows.values():
+            if "fixed" in k and "src-1" in k:
+                fx, src = k["fixed"]["val_loss"], k["src-1"]["val_loss"]
+                k["depth_gain"] = src / fx - 1
+                if "grown" in k:
+                    k["grown"]["gap"] = k["grown"]["val_loss"] / fx - 1
+                    k["grown"]["recovered"] = (src - k["grown"]["val_loss"]) / (src - fx) if src != fx else None
+        opt = [(w, k["fixed"]["lr_opt"]) for w, k in sorted(rows.items()) if "fixed" in k and k["fixed"]["lr_opt"]]
+        slope = _slope(*zip(*opt, strict=True)) if len(opt) >= 2 else None
+        out["modes"][mode] = {"widths": rows, "fixed_lr_opt": opt, "slope": slope}
+        lines += [f"### `--muon-scale-mode {mode}`", "",
+                  "| width | run | best LR | interior | LR* | held-out | depth gain | gap | recovered | LR curve |",
+                  "|---:|---|---:|---|---:|---:|---:|---:|---:|---|"]
+        for w, k in sorted(rows.items()):
+            for kind in ("fixed", "src-1", "grown"):
+                if kind not in k:
+                    continue
+                r = k[kind]
+                gain = f"{k['depth_gain']:+.2%}" if kind == "src-1" and "depth_gain" in k else "-"
+                gap = f"{r['gap']:+.2%}" if "gap" in r else "-"
+                rec = f"{r['recovered']:.0%}" if r.get("recovered") is not None else "-"
+                curve = ", ".join(f"{x:g}: {v:.4f}" for x, v in r["curve"].items())
+                lr_opt = f"{r['lr_opt']:.3g}" if r["lr_opt"] else "edge"
+                lines.append(f"| {w} | {kind} | {r['best_lr']:g} | {'yes' if r['interior'] else 'no'} | {lr_opt} | "
+                             f"{r['val_loss']:.4f} | {gain} | {gap} | {rec} | {curve} |")
+        lines += ["", f"Fixed run's LR* by width: {', '.join(f'{w}: {x:.3g}' for w, x in opt) or '-'}; "
+                  + (f"d log LR* / d log width = {slope:+.2f} (0: the LR transfers; -1: it falls as 1/width)."
+                     if slope is not None else "slope: not yet measured."), ""]
+    # the 1/sqrt(T) rule: the fixed 8-layer run's LR* at width 32 against T (--axes lrT, and the control's)
+    out["lr_vs_T"] = {}
+    lines += ["### The peak LR against T (width 32, vocab 512, 8 layers; the 1/sqrt(T) rule: slope -0.5)", "",
+              "| scale mode | LR* by T | d log LR* / d log T | LR curves |", "|---|---|---:|---|"]
+    for mode in SCALE_LRS:
+        name = "fixed" + ("" if mode == "match_adamw" else "+spectral")
+        by_T: dict[int, dict[float, float]] = {}
+        for r in by_key.values():
+            q = r["point"]
+            if (q["width"], q["vocab"], q["layers"]) == (32, 512, 8) and r["name"].startswith(name + "+lr"):
+                by_T.setdefault(q["T"], {})[float(r["name"].rpartition("+lr")[2])] = r["val_loss"]
+        opt_T = [(T, lr_optimum(c)) for T, c in sorted(by_T.items()) if len(c) >= 3 and lr_optimum(c)]
+        s_T = _slope(*zip(*opt_T, strict=True)) if len(opt_T) >= 2 else None
+        out["lr_vs_T"][mode] = {"lr_opt": opt_T, "slope": s_T, "curves": by_T}
+        curves = "; ".join(f"T {T}: " + ", ".join(f"{x:g}: {v:.4f}" for x, v in sorted(c.items()))
+                           for T, c in sorted(by_T.items()))
+        lines.append(f"| {mode} | {', '.join(f'{T}: {x:.3g}' for T, x in opt_T) or '-'} | "
+                     f"{'-' if s_T is None else f'{s_T:+.2f}'} | {curves} |")
+    return out, "\n".join(lines) + "\n"
+
+
+def plot_width_lr(data: dict, path: str) -> None:
+    """LR curves per scale mode: held-out loss against LR, one colour per width; the fixed run solid,
+    the never-grown source dashed, the growth dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(data["modes"])
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
+    colors = dict(zip(WIDTHS, plt.get_cmap("tab10").colors, strict=False))
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for w, k in data["modes"][mode]["widths"].items():
+            for kind, ls in (("fixed", "-o"), ("src-1", "--s"), ("grown", ":^")):
+                if kind in k:
+                    xs, ys = zip(*k[kind]["curve"].items(), strict=True)
+                    ax.plot(xs, ys, ls, color=colors[int(w)], label=f"w{w} {kind}")
+        ax.set_xscale("log")
+        ax.set_xlabel("peak LR")
+        ax.set_ylabel(f"held-out loss (T {data['T']})")
+        ax.set_title(f"--muon-scale-mode {mode}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def analyse(results: list[dict], seed: int) -> None:
     rows = point_table(results)
     noise = seed_noise(rows)
@@ -856,6 +1170,29 @@ def analyse(results: list[dict], seed: int) -> None:
         plot(rows, fitted, noise["sigma_gap"], stem + ".png")
     plot_frontiers(rows, stem + "_frontier.png")
     print(f"wrote {stem}.json/.md" + (", .png" if fitted else "") + ", _frontier.png")
+
+
+def run_jobs(todo: list[Job], n: int, t0: float, max_hours: float | None) -> None:
+    """Run ``todo``, ``n`` single-process jobs at once, starting none after ``max_hours`` since ``t0``."""
+    from megatron_grow.data.corpus import demo_corpus
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # one core per job
+    data = {v: demo_corpus(vocab_size=v) for v in sorted({j.point.vocab for j in todo})}
+    with cf.ThreadPoolExecutor(n) as pool:
+        def one(job):
+            if max_hours and time.time() - t0 > 3600 * max_hours:
+                return job, None
+            return job, execute(job, data)
+
+        for fut in cf.as_completed([pool.submit(one, j) for j in todo]):
+            try:
+                job, out = fut.result()
+            except RuntimeError as e:
+                print(f"FAILED: {e}", flush=True)
+                continue
+            if out is not None:
+                print(f"{time.strftime('%H:%M:%S')} {job.key:55s} val {out['val_loss']:.4f} "
+                      f"({out['job_wall_s']:.0f}s)", flush=True)
 
 
 def main(argv=None):
@@ -876,46 +1213,45 @@ def main(argv=None):
     jobs = plan(axes, seed)
     if args.import_ and not args.dry_run:
         print(f"imported: {', '.join(import_progressive_vs_fixed(args.import_, jobs)) or 'nothing new'}")
-    todo = [j for j in jobs if not (args.reuse and load(j))]
-    total = sum(j.core_seconds() for j in todo)
-    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} stored; to run: {len(todo)}, ~{total / 3600:.1f} core-hours "
-          f"(~{total / 3600 / args.jobs:.1f} h with {args.jobs} jobs)")
-    for j in todo:
-        print(f"  {j.key:55s} ~{j.core_seconds() / 60:.1f} min")
+    tried: set[str] = set()
+    t0 = time.time()
+    while True:  # passes: a finished LR sweep whose best sits at an edge plans its next LR (swept)
+        todo = [j for j in jobs if not (args.reuse and load(j)) and j.key not in tried]
+        total = sum(j.core_seconds() for j in todo)
+        print(f"{len(jobs)} runs, {sum(1 for j in jobs if load(j))} stored; to run: {len(todo)}, "
+              f"~{total / 3600:.1f} core-hours (~{total / 3600 / args.jobs:.1f} h with {args.jobs} jobs)")
+        for j in todo:
+            print(f"  {j.key:55s} ~{j.core_seconds() / 60:.1f} min")
+        if args.dry_run or args.analyse_only or not todo:
+            break
+        run_jobs(todo, args.jobs, t0, args.max_hours)
+        tried |= {j.key for j in todo}
+        jobs = plan(axes, seed)
     if args.dry_run:
         return
-    if not args.analyse_only and todo:
-        from megatron_grow.data.corpus import demo_corpus
-
-        os.environ["OMP_NUM_THREADS"] = "1"  # one core per job
-        data = {v: demo_corpus(vocab_size=v) for v in sorted({j.point.vocab for j in todo})}
-        t0 = time.time()
-        with cf.ThreadPoolExecutor(args.jobs) as pool:
-            def one(job):
-                if args.max_hours and time.time() - t0 > 3600 * args.max_hours:
-                    return job, None
-                return job, execute(job, data)
-
-            for fut in cf.as_completed([pool.submit(one, j) for j in todo]):
-                try:
-                    job, out = fut.result()
-                except RuntimeError as e:
-                    print(f"FAILED: {e}", flush=True)
-                    continue
-                if out is not None:
-                    print(f"{time.strftime('%H:%M:%S')} {job.key:55s} val {out['val_loss']:.4f} "
-                          f"({out['job_wall_s']:.0f}s)", flush=True)
     precision = {j.key for j in plan(["precision"], seed)} if "precision" in axes else set()
     if precision:  # (its own table: these points are not part of the study's laws)
         data, table = precision_summary([r for r in (load(j) for j in jobs if j.key in precision) if r])
         write(os.path.join(RESULTS, "growth_scaling_precision"), data, table)
         print(table)
-    control = {j.key for j in plan(["control"], seed)} if "control" in axes else set()
+    control = ({j.key for j in plan(["control", "controlseeds"], seed)}
+               if {"control", "controlseeds"} & set(axes) else set())
     if control:  # (its own table, until the study's analysis takes every point's control)
-        data, table = control_summary([r for r in (load(j) for j in jobs if j.key in control) if r])
+        noise = os.path.join(RESULTS, "growth_scaling.json")  # (the study's measured seed noise of a gap)
+        sigma = json.load(open(noise))["noise"]["sigma_gap"] if os.path.exists(noise) else 0.018
+        runs = [r for r in (load(j) for j in plan(["control", "controlseeds"], seed)) if r]
+        data, table = control_summary(runs, sigma=sigma)
         write(os.path.join(RESULTS, "growth_scaling_control"), data, table)
         print(table)
-    study = [j for j in jobs if j.key not in precision | control]
+    lr_axes = ["widthlr", "lrT", "control"]  # (the LR against T also reads the control's w32 runs)
+    widthlr = {j.key for j in plan(lr_axes[:2], seed)} if {"widthlr", "lrT"} & set(axes) else set()
+    if widthlr:  # (its own table and LR-curve plot)
+        stem = os.path.join(RESULTS, "growth_scaling_width_lr")
+        data, table = width_lr_summary([r for r in (load(j) for j in plan(lr_axes, seed)) if r], seed)
+        write(stem, data, table)
+        plot_width_lr(data, stem + ".png")
+        print(table)
+    study = [j for j in jobs if j.key not in precision | control | widthlr]
     stored = [r for r in (load(j) for j in study) if r] + extra_stored(study)
     if stored:
         analyse(stored, seed)

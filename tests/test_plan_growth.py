@@ -88,6 +88,15 @@ def test_tool_prints_the_plan_and_refuses_bad_input(tmp_path):
     assert "warning: the pilots ran 80 iterations, the run to plan 1000" in res.stdout
     assert "warning: the fixed pilot has 4 layers, the run to plan 8" in res.stdout
     assert "pilot the never-grown source and a shallower model too" in res.stdout
+    # what the study's laws along depth predict for the target (c0 + c1 ln L, here 0.01 ln 16 above the front)
+    law = {"axis": "depth", "name": "p1-stack", "points": [[4, 0.014, 0.5, 0.2], [8, 0.021, 0.5, 0.2]],
+           "front": {"c0": 0.0, "c1": 0.01}, "recovered_90": {"c0": 0.4, "c1": 0.0}, "sigma": 0.0,
+           "sigma_recovered": 0.0}
+    (tmp_path / "study.json").write_text(json.dumps({"laws": {"depth/p1-stack": law}}))
+    res = run([sys.executable, "tools/plan_growth.py", "--t-mix", "100", "--train-iters", "1000",
+               "--target-num-layers", "16", "--study", str(tmp_path / "study.json")], timeout=120)
+    assert ("the study's laws predict: p1-stack to 16 layers: +2.8% vs the best fixed-size model at the same compute "
+            "(68%: +2.8%..+2.8%), 50% of the depth gain recovered") in res.stdout and "extrapolated" in res.stdout
     res = run([sys.executable, "tools/plan_growth.py", "--fixed", str(tmp_path / "none.jsonl"), "--grown", str(g),
                "--train-iters", "1000"], timeout=120, check=False)
     assert res.returncode != 0 and "none.jsonl not found" in res.stdout and "Traceback" not in res.stdout

@@ -11,6 +11,7 @@ The trainer does the same with --grow-at auto --grow-pilot-metrics FIXED,GROWN (
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -18,6 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from megatron_grow.config import RunConfig  # noqa: E402
 from megatron_grow.growth import tau as planner  # noqa: E402
+
+STUDY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results",
+                     "growth_scaling_control.json")
 
 
 def parse(argv=None):
@@ -35,6 +39,9 @@ def parse(argv=None):
                    help="auto: train loss when both pilots log it every iteration after growth, else val_loss")
     p.add_argument("--window", type=int, default=10, help="moving-average window over logged train losses")
     p.add_argument("--target-num-layers", type=int, help="depth of the run to plan (checked against the pilots)")
+    p.add_argument("--study", default=STUDY,
+                   help="the scaling study's controlled laws (growth_scaling.py --axes control) whose prediction for "
+                        "--target-num-layers is printed (default: %(default)s)")
     p.add_argument("--json", help="also write the plan here")
     args = p.parse_args(argv)
     if args.t_mix is None and not (args.fixed and args.grown):
@@ -67,6 +74,33 @@ def pilot_warnings(args) -> list[str]:
     return out
 
 
+def law_predictions(path: str, layers: int) -> list[str]:
+    """What the study's laws along depth (vs frontier and recovered fraction, each c0 + c1 ln L over the
+    controlled points) predict at ``layers``, with a 68% band from the seed noise the laws were fitted
+    under (the least-squares prediction error at ln L)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        laws = json.load(f).get("laws", {})
+    out = []
+    for law in laws.values():
+        if law["axis"] != "depth":
+            continue
+        xs = [math.log(p[0]) for p in law["points"]]
+        m = sum(xs) / len(xs)
+        sxx = sum((x - m) ** 2 for x in xs)
+        lever = math.sqrt(1 / len(xs) + (math.log(layers) - m) ** 2 / sxx) if sxx else 1.0
+        front = law["front"]["c0"] + law["front"]["c1"] * math.log(layers)
+        rec = 0.9 - (law["recovered_90"]["c0"] + law["recovered_90"]["c1"] * math.log(layers))
+        d_front, d_rec = law["sigma"] * lever, law["sigma_recovered"] * lever
+        depths = ", ".join(f"{p[0]:g}" for p in law["points"])
+        out.append(f"{law['name']} to {layers} layers: {front:+.1%} vs the best fixed-size model at the same compute "
+                   f"(68%: {front - d_front:+.1%}..{front + d_front:+.1%}), {rec:.0%} of the depth gain recovered "
+                   f"({rec - d_rec:.0%}..{rec + d_rec:.0%}); fitted on {depths} layers at width 32, T 1500 on the "
+                   f"bundled corpus" + (", extrapolated" if not min(xs) <= math.log(layers) <= max(xs) else ""))
+    return out
+
+
 def main(argv=None):
     args = parse(argv)
     run = RunConfig(train_iters=args.train_iters, lr_warmup_iters=args.lr_warmup_iters,  # (the trainer's rule)
@@ -87,6 +121,9 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     for warning in pilot_warnings(args):
         print(f"warning: {warning}")
+    if args.target_num_layers:
+        for line in law_predictions(args.study, args.target_num_layers):
+            print(f"the study's laws predict: {line}")
     print(f"--grow-at-iter {result['tau']}")
     if args.json:
         with open(args.json, "w") as f:
