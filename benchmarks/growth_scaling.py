@@ -62,7 +62,7 @@ TOKENS_PER_ITER = 16 * 128
 BASE = ["--model", "gpt2", "--preset", "tiny", "--seq-length", "128", "--device", "cpu", "--micro-batch-size", "16",
         "--global-batch-size", "16", "--lr", "1e-2", "--optimizer", "muon-nsgd", "--eval-iters", "16",
         "--log-interval", "1"]
-STEP_S = {16: 0.06, 32: 0.09, 64: 0.2}  # measured seconds per iteration of an 8-layer model, 1 core (estimates)
+STEP_S = {16: 0.06, 32: 0.09, 64: 0.2, 128: 0.6}  # seconds per iteration of an 8-layer model, 1 core (128: bf16)
 
 FIXED = [Run("fixed", None), Run("fixed-0.6", None, length=0.6), Run("fixed-0.35", None, length=0.35)]
 GROWN = [Run("p0-random-0.8", 0, 0.8), Run("p0-random-0.5", 0, 0.5), Run("p1-copy_zeroL-0.8", 1, 0.8, "copy_zeroL"),
@@ -276,8 +276,8 @@ def control_runs(p: Point, grown: list[tuple[Run, tuple[str, ...], str]]) -> lis
 
 def control_points(seed: int) -> list[tuple[Point, list, tuple[str, ...]]]:
     """The points under control with their growth recipes and LRs: the study's w32 points at T 1500 and
-    750 (the recommended recipes), 16 layers at T 1500 (the depth axis), and the w16, T 225 point where
-    the study had growth reach the fixed run (its recipe)."""
+    750 (the recommended recipes), 4, 16 and 32 layers at T 1500 (the depth axis), T 375 and 3000 at 8
+    layers (the T axis), and the w16, T 225 point where the study had growth reach the fixed run (its recipe)."""
     recipe = lambda v: (next(r for r in GROWN if r.name == RECIPES[v][0]), tuple(RECIPES[v][1]), v)  # noqa: E731
     stack = tuple(RECIPES["p1-copy_zeroL-0.8-stack"][1])
     p0 = (GROWN[0], (), None)  # the paper's recipe: from 0 layers, random init, at 0.8 T
@@ -291,7 +291,8 @@ def control_points(seed: int) -> list[tuple[Point, list, tuple[str, ...]]]:
             # the depth axis at T 1500 (4 layers shares its runs with the others) and the T axis at 8 layers
             (Point(layers=4, T=1500, seed=seed), [recipe("p1-copy_zeroL-0.8-stack"), p0], CONTROL_LRS),
             (Point(T=375, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS),
-            (Point(layers=32, T=1500, seed=seed), [recipe("p1-copy_zeroL-0.8-stack"), two_step(32), p0], CONTROL_LRS)]
+            (Point(layers=32, T=1500, seed=seed), [recipe("p1-copy_zeroL-0.8-stack"), two_step(32), p0], CONTROL_LRS),
+            (Point(T=3000, seed=seed), [recipe(v) for v in CONTROL_GROWN], CONTROL_LRS)]
 
 
 def _control(add, seed):
@@ -306,8 +307,10 @@ def _control(add, seed):
 # layers at 0.8 T, stack) each over an LR sweep of 8x, in both Muon scale modes. A sweep whose best LR is
 # at an edge gains the next LR outward (up to EXTEND times) on the next pass, so the best is interior.
 WIDTH_LR_T = 500
-WIDTHS = (16, 32, 64)
-SCALE_LRS = {"match_adamw": ("5e-3", "1e-2", "2e-2", "4e-2"), "spectral": ("5e-2", "1e-1", "2e-1", "4e-1")}
+WIDTHS = (16, 32, 64, 128)
+BF16_FROM = 128  # widths from here on train in bf16 (--bf16: ~1.5x faster on these cores, issue 24)
+# (spectral: the sweeps at widths 16-64 found 2.5e-2 to 5e-2 best and 2e-1, 4e-1 diverged, so they start at 1.25e-2)
+SCALE_LRS = {"match_adamw": ("5e-3", "1e-2", "2e-2", "4e-2"), "spectral": ("1.25e-2", "2.5e-2", "5e-2", "1e-1")}
 EXTEND = 2
 
 
@@ -340,15 +343,16 @@ def width_lr_runs(seed: int) -> list[tuple[str, Point, Run, tuple[str, ...], str
     out = []
     for kind in ("fixed", "src", "grown"):
         for mode in SCALE_LRS:
-            tail = "" if mode == "match_adamw" else "+spectral"
             for w in WIDTHS:
                 p = Point(width=w, T=WIDTH_LR_T, seed=seed)
+                tail = ("" if mode == "match_adamw" else "+spectral") + ("+bf16" if w >= BF16_FROM else "")
+                bf16 = ("--bf16",) if w >= BF16_FROM else ()
                 if kind == "fixed":
-                    out.append((mode, p, FIXED[0], (), "fixed" + tail))
+                    out.append((mode, p, FIXED[0], bf16, "fixed" + tail))
                 elif kind == "src":
-                    out.append((mode, dataclasses.replace(p, layers=1), FIXED[0], (), "fixed" + tail))
+                    out.append((mode, dataclasses.replace(p, layers=1), FIXED[0], bf16, "fixed" + tail))
                 else:
-                    out.append((mode, p, GROWN[2], stack, "p1-copy_zeroL-0.8-stack" + tail))
+                    out.append((mode, p, GROWN[2], stack + bf16, "p1-copy_zeroL-0.8-stack" + tail))
     return out
 
 
@@ -963,12 +967,21 @@ def control_laws(points: dict[str, dict], sigma: float) -> tuple[dict, str]:
     out, lines = {}, ["## Laws on the controlled points (one seed; each run at its own best LR)", "",
                       f"vs frontier and recovered fraction as c0 + c1 ln x; where they would reach 0 and 90%, with "
                       f"68% intervals from refits under the seed noise (sigma {100 * sigma:.2f} points of a gap; of a "
-                      "recovered fraction sigma / depth gain). Two points: a line through them.", "",
+                      "recovered fraction sigma / depth gain). Where an axis has two points, the line passes "
+                      "through both.", "",
                       "| axis | recipe | points (x: vs frontier, recovered) | per doubling of x "
-                      "| on the front at x (68%) | 90% recovered at x (68%) |", "|---|---|---|---:|---:|---:|"]
+                      "| on the front where (68%) | 90% recovered where (68%) |", "|---|---|---|---:|---:|---:|"]
 
     def x(v):
         return "never" if v == math.inf else f"{v:.3g}"
+
+    def where(law):  # the side of the crossing where growth does better: below it if it worsens with x
+        v, lo, hi = law["x_at_0"], *law["x_at_0_68"]
+        if v == math.inf:
+            return "never"
+        if law["c1"] > 0 and v < 1:
+            return "never (worsens with x)"
+        return f"x {'<' if law['c1'] > 0 else '>'} {x(v)} ({x(lo)}..{x(hi)})"
 
     for (axis, name), pts in sorted(series.items()):
         pts.sort()
@@ -982,9 +995,7 @@ def control_laws(points: dict[str, dict], sigma: float) -> tuple[dict, str]:
                                  "sigma": sigma, "sigma_recovered": rec_sigma}
         shown = ", ".join(f"{p[0]:g}: {p[1]:+.1%}, {p[2]:.0%}" for p in pts)
         per2 = f"{math.log(2) * front['c1']:+.1%}, {-math.log(2) * rec['c1']:+.0%}"
-        lines.append(f"| {axis} | {name} | {shown} | {per2} | {x(front['x_at_0'])} ({x(front['x_at_0_68'][0])}.."
-                     f"{x(front['x_at_0_68'][1])}) | {x(rec['x_at_0'])} ({x(rec['x_at_0_68'][0])}.."
-                     f"{x(rec['x_at_0_68'][1])}) |")
+        lines.append(f"| {axis} | {name} | {shown} | {per2} | {where(front)} | {where(rec)} |")
     return out, "\n".join(lines) + "\n"
 
 
@@ -1106,8 +1117,9 @@ def width_lr_summary(results: list[dict], seed: int) -> tuple[dict, str]:
                 rec = f"{r['recovered']:.0%}" if r.get("recovered") is not None else "-"
                 curve = ", ".join(f"{x:g}: {v:.4f}" for x, v in r["curve"].items())
                 lr_opt = f"{r['lr_opt']:.3g}" if r["lr_opt"] else "edge"
-                lines.append(f"| {w} | {kind} | {r['best_lr']:g} | {'yes' if r['interior'] else 'no'} | {lr_opt} | "
-                             f"{r['val_loss']:.4f} | {gain} | {gap} | {rec} | {curve} |")
+                shown_w = f"{w} (bf16)" if w >= BF16_FROM else str(w)
+                lines.append(f"| {shown_w} | {kind} | {r['best_lr']:g} | {'yes' if r['interior'] else 'no'} | "
+                             f"{lr_opt} | {r['val_loss']:.4f} | {gain} | {gap} | {rec} | {curve} |")
         lines += ["", f"Fixed run's LR* by width: {', '.join(f'{w}: {x:.3g}' for w, x in opt) or '-'}; "
                   + (f"d log LR* / d log width = {slope:+.2f} (0: the LR transfers; -1: it falls as 1/width)."
                      if slope is not None else "slope: not yet measured."), ""]
@@ -1120,7 +1132,8 @@ def width_lr_summary(results: list[dict], seed: int) -> tuple[dict, str]:
         by_T: dict[int, dict[float, float]] = {}
         for r in by_key.values():
             q = r["point"]
-            if (q["width"], q["vocab"], q["layers"]) == (32, 512, 8) and r["name"].startswith(name + "+lr"):
+            if (q["width"], q["vocab"], q["layers"], q["seed"]) == (32, 512, 8, seed) and r["name"].startswith(
+                    name + "+lr"):
                 by_T.setdefault(q["T"], {})[float(r["name"].rpartition("+lr")[2])] = r["val_loss"]
         opt_T = [(T, lr_optimum(c)) for T, c in sorted(by_T.items()) if len(c) >= 3 and lr_optimum(c)]
         s_T = _slope(*zip(*opt_T, strict=True)) if len(opt_T) >= 2 else None
@@ -1247,7 +1260,8 @@ def main(argv=None):
     widthlr = {j.key for j in plan(lr_axes[:2], seed)} if {"widthlr", "lrT"} & set(axes) else set()
     if widthlr:  # (its own table and LR-curve plot)
         stem = os.path.join(RESULTS, "growth_scaling_width_lr")
-        data, table = width_lr_summary([r for r in (load(j) for j in plan(lr_axes, seed)) if r], seed)
+        lr_jobs = plan(lr_axes, seed)  # (and every other stored LR of their points: sweeps that started elsewhere)
+        data, table = width_lr_summary([r for r in (load(j) for j in lr_jobs) if r] + extra_stored(lr_jobs), seed)
         write(stem, data, table)
         plot_width_lr(data, stem + ".png")
         print(table)
