@@ -114,9 +114,9 @@ class Check:
     def plan(self, name: str) -> float:
         """The memory planner's per-rank peak (bytes) for run ``name``'s finalized config."""
         from megatron_grow import config, memory
+        from megatron_grow.finalize import finalize
 
-        cfg = config.finalize(config.parse_args(self.flags(name)), self.nproc, self.device,
-                              self.impl == "transformer_engine")
+        cfg = finalize(config.parse_args(self.flags(name)), self.nproc, self.device, self.impl == "transformer_engine")
         return memory.estimate(cfg)["peak"]
 
 

@@ -193,9 +193,10 @@ def _compare_inits(cfg, cfg_t, new) -> dict:
 
 def _cfg(model: str, preset: str, layers: int):
     from megatron_grow import config
+    from megatron_grow.finalize import finalize
 
-    return config.finalize(config.parse_args(["--model", model, "--preset", preset, "--mock-data", "--device", "cpu",
-                                              "--num-layers", str(layers)]), 1, "cpu")
+    return finalize(config.parse_args(["--model", model, "--preset", preset, "--mock-data", "--device", "cpu",
+                                       "--num-layers", str(layers)]), 1, "cpu")
 
 
 def estimate(m: dict, model: str, preset: str, src: int, dst: int, tp: int, pp: int, world: int) -> dict:
@@ -298,7 +299,7 @@ def main(argv=None):
            f"{init['tiled_elements'] / init['local_elements']:.2f} | {init['tiled_s']:.2f} |",
            f"| before: megatron's local draw + the full tensor, sliced | {init['old_elements'] / 1e6:.1f}M | "
            f"{init['old_elements'] / init['local_elements']:.2f} | {init['old_s']:.2f} |", "",
-           "Estimate at the DP2 -> TP2 run's per-rank rates (assumptions in the README):", "",
+           "Estimate at the DP2 -> TP2 run's per-rank rates (assumptions in docs/results.md):", "",
            "| model | layout | grown params | grown state GB | save source | build | init (before) | load_grown "
            "| event w/o evals | save + load grown |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for e in est:

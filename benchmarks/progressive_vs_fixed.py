@@ -111,9 +111,10 @@ RUNS = [
 
 def _cfg(flags: list[str], extra: list[str], vocab: int):
     from megatron_grow import config
+    from megatron_grow.models import apply_preset
 
     cfg = config.parse_args([*flags, *extra, "--mock-data", "--vocab-size", str(vocab)])
-    config.apply_preset(cfg)
+    apply_preset(cfg)
     return cfg
 
 

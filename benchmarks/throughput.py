@@ -278,8 +278,9 @@ def trainer_flags(family: str, width: int, sizes: dict, nproc: int, bf16: bool) 
 
 def finalized(flags: list[str], nproc: int):
     from megatron_grow import config
+    from megatron_grow.finalize import finalize
 
-    return config.finalize(config.parse_args(flags), nproc, "cpu")
+    return finalize(config.parse_args(flags), nproc, "cpu")
 
 
 def bare_spec(cfg) -> dict:

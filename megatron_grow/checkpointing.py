@@ -32,6 +32,9 @@ from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.mapping import ShardedObject, ShardedTensor, ShardedTensorFactory
 from torch.distributed.checkpoint.api import CheckpointException  # (a BaseException, not an Exception)
 
+from megatron_grow import config
+from megatron_grow.config import ConfigError, RunConfig
+
 TRACKER = "latest_checkpointed_iteration.txt"
 
 
@@ -68,13 +71,51 @@ SHARDING_METADATA = {"non_homogeneous_layers": True}
 LOCK = ".writer.lock"
 
 
+def checkpoint_problems(cfg: RunConfig) -> list[str]:
+    """--save / --load and their options, as far as the flags and the directories tell."""
+    P = []
+    if cfg.save_interval is not None and not cfg.save:
+        P.append("--save-interval needs --save DIR")
+    if cfg.save and _holds_checkpoint(cfg.save) and (
+            not cfg.load or os.path.abspath(cfg.load) != os.path.abspath(cfg.save)):
+        P.append(f"--save {cfg.save} already holds a checkpoint; pass --load {cfg.save} to resume it, "
+                 f"or choose an empty --save directory (nothing there is overwritten)")
+    if cfg.save:
+        P += _save_dir_problems(cfg.save)
+    if cfg.load and not os.path.isdir(cfg.load):
+        P.append(f"--load {cfg.load}: directory not found")
+    if cfg.ckpt_fallback and (not cfg.load or cfg.ckpt_step is not None):
+        P.append("--ckpt-fallback picks the newest intact checkpoint of --load DIR: give --load, and not --ckpt-step")
+    if cfg.ckpt_step is not None and (not cfg.load or cfg.ckpt_step < 0):
+        P.append(f"--ckpt-step {cfg.ckpt_step} picks an iteration of --load DIR: give --load and an iteration >= 0")
+    return P
+
+
+def _holds_checkpoint(root: str) -> bool:
+    """A tracker or a complete iter_N directory (the tracker alone is not enough: it can be lost)."""
+    return os.path.isdir(root) and (TRACKER in os.listdir(root) or bool(iterations(root)))
+
+
+def _save_dir_problems(save: str) -> list[str]:
+    """--save must be a directory this process can create and write (checked now, not at the first
+    save after the work is done)."""
+    if os.path.exists(save) and not os.path.isdir(save):
+        return [f"--save {save} is a file, not a directory"]
+    probe = os.path.abspath(save)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return [f"--save {save} cannot be created: {probe} is a file"]
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return [f"--save {save}: {probe} is not writable by this user; choose a writable directory"]
+    return []
+
+
 def claim_save_dir(root: str) -> None:
     """Make this job the one writer of --save ``root`` (rank 0 takes the lock, every rank hears the
     answer): two jobs saving into one directory corrupt each other's checkpoints. The lock names its
     job; one left by a job that is gone (same host, process ended; or this Slurm job, requeued) is taken
     over. Released when the process exits. Raises ConfigError naming the other job."""
-    from megatron_grow.config import ConfigError
-
     box = [_claim(root) if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(box, src=0)
     if box[0]:
@@ -537,8 +578,6 @@ def resume_config(cfg, for_training: bool = True):
 
     A checkpoint whose depth or family matches neither is refused, saying whether
     tools/expand_checkpoint.py can grow it."""
-    from megatron_grow import config
-
     try:
         it = latest_iteration(cfg.load) if cfg.ckpt_step is None else cfg.ckpt_step
     except ValueError:
@@ -631,8 +670,6 @@ def schedule_problems(cfg, common: dict, it: int) -> None:
     """Resume semantics as in Megatron: the checkpoint's LR schedule continues only when the flags
     give the same one; a differing one is refused, naming both values, unless
     --override-opt-param-scheduler applies the flags' schedule from the checkpoint's iteration on."""
-    from megatron_grow import config
-
     if cfg.train_iters < it:
         raise CheckpointError(f"--train-iters {cfg.train_iters} is below the checkpoint's iteration {it} "
                               f"(--load {cfg.load}): nothing would be trained. To train further give "

@@ -38,7 +38,16 @@ import math
 import os
 
 from megatron_grow import flops
-from megatron_grow.models import FAMILIES, layer_kinds, padded_vocab_size, tied_embeddings
+from megatron_grow.config import grown_config, growth_requested
+from megatron_grow.models import (
+    FAMILIES,
+    layer_kinds,
+    padded_vocab_size,
+    recompute_modules,
+    sequence_parallel,
+    stage_layers,
+    tied_embeddings,
+)
 
 GIB = 2**30
 RESERVE_GIB = 2.0  # kept free on a GPU for the CUDA context, NCCL buffers and fragmentation
@@ -46,8 +55,6 @@ RESERVE_GIB = 2.0  # kept free on a GPU for the CUDA context, NCCL buffers and f
 
 def _stage_layers(cfg) -> list[int]:
     """Layers of each pipeline stage (the same split megatron-core builds)."""
-    from megatron_grow.config import stage_layers
-
     pp, n = cfg.pipeline_model_parallel_size, cfg.num_layers
     explicit = stage_layers(cfg) if pp > 1 else None
     if explicit:
@@ -153,8 +160,6 @@ def _mlp_saved(cfg, kind: str, t: int) -> dict:
 def _sequence_split(cfg) -> int:
     """Over how many ranks the tensors outside attention and MLP (norms, residuals) are split: TP
     with sequence parallelism, else 1."""
-    from megatron_grow.config import sequence_parallel
-
     return cfg.tensor_model_parallel_size if sequence_parallel(cfg) else 1
 
 
@@ -179,8 +184,6 @@ def layer_activation_bytes(cfg, kind: str = "dense", micro_batch_size: int | Non
 
 def _stage_activations(cfg, kinds: list[str], micro_batch_size: int) -> tuple[float, float]:
     """(saved for backward by one micro-batch on this stage, transient of recomputation in backward)."""
-    from megatron_grow.config import recompute_modules
-
     per = [layer_activation_bytes(cfg, k, micro_batch_size) for k in kinds]
     g = cfg.recompute_granularity
     if not per:
@@ -287,8 +290,6 @@ def capacity(device) -> float:
 def phases(cfg) -> list[tuple[str, object]]:
     """("", the run's config) and, when the run grows, (" after growth", the grown config) for each
     growth (--grow-schedule: " after growth to L layers")."""
-    from megatron_grow.config import grown_config, growth_requested
-
     out = [("", cfg)]
     while growth_requested(cfg) and cfg.num_layers < (cfg.grow_to_layers or 0):
         cfg = grown_config(cfg)

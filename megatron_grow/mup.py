@@ -40,7 +40,21 @@ from __future__ import annotations
 
 import math
 
+from megatron_grow.config import RunConfig
 from megatron_grow.models.names import in_layer_matrix, residual_output_modules
+
+
+def mup_problems(cfg: RunConfig) -> list[str]:
+    """--mup and its base sizes."""
+    P = []
+    if cfg.mup and not cfg.mup_base_hidden_size:
+        P.append("--mup needs --mup-base-hidden-size (the width the hyperparameters were tuned at)")
+    if (cfg.mup_base_hidden_size or cfg.mup_base_num_layers) and not cfg.mup:
+        P.append("--mup-base-hidden-size / --mup-base-num-layers take effect only with --mup; add --mup")
+    for name in ("mup_base_hidden_size", "mup_base_num_layers"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            P.append(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(cfg, name)})")
+    return P
 
 
 def enabled(cfg) -> bool:

@@ -34,6 +34,8 @@ import torch
 import torch.distributed as dist
 from torch.overrides import TorchFunctionMode
 
+from megatron_grow.config import ConfigError, RunConfig
+
 _CPU_COMPAT_ACTIVE = False
 
 
@@ -42,8 +44,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        from megatron_grow.config import ConfigError
-
         raise ConfigError(["--device cuda: no CUDA device is visible to torch; use --device cpu or auto"])
     return device
 
@@ -168,6 +168,17 @@ def activate_cpu_compat() -> None:
     mrandom._set_cuda_rng_state = lambda *a, **k: None
     mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
     _CPU_COMPAT_ACTIVE = True
+
+
+def device_problems(cfg: RunConfig, device: str, te_available: bool) -> list[str]:
+    P = []
+    if cfg.device == "cpu" or device == "cpu":
+        if cfg.transformer_impl == "transformer_engine":
+            P.append("--transformer-impl transformer_engine needs a GPU; use --transformer-impl local on CPU")
+    if cfg.transformer_impl == "transformer_engine" and not te_available and device == "cuda":
+        P.append("--transformer-impl transformer_engine: Transformer Engine is not importable; "
+                 "pip install -e .[gpu] or use --transformer-impl local")
+    return P
 
 
 def te_available() -> bool:

@@ -78,12 +78,13 @@ def setup(argv=None, for_training: bool = True):
 
     from megatron_grow import checkpointing, config, platform, runstate
     from megatron_grow.data import Data, resolve_data_flags
+    from megatron_grow.finalize import finalize
 
     cfg = config.parse_args(argv)
     device = platform.resolve_device(cfg.device)
     resolve_data_flags(cfg)
-    cfg = config.finalize(cfg, int(os.environ.get("WORLD_SIZE", 1)), device,
-                          device == "cuda" and platform.te_available())  # every problem, before any work
+    cfg = finalize(cfg, int(os.environ.get("WORLD_SIZE", 1)), device,
+                   device == "cuda" and platform.te_available())  # every problem, before any work
     _, _, dev = platform.init_distributed(device, cfg.distributed_timeout_minutes)
     if cfg.save and for_training:
         checkpointing.claim_save_dir(cfg.save)

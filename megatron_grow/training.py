@@ -186,6 +186,17 @@ def weights_finite(state: State) -> bool:
 
 
 @dataclasses.dataclass
+class Step:
+    """What one training step did: its loss and grad norm (reduced over all ranks), why its update was
+    skipped (None: applied) and its seconds."""
+
+    loss: float
+    grad_norm: float
+    skipped: str | None
+    seconds: float
+
+
+@dataclasses.dataclass
 class Result:
     """A finished run: its final config and state (the grown ones after growth) and a summary."""
 
@@ -215,10 +226,11 @@ def memory_options(cfg, state) -> str:
 
 
 class Trainer:
-    """The loop. Each iteration is a list of named steps: grow if due, step, log, stop if diverged,
-    evaluate, save, stop if asked. ``data`` provides train_iterator(consumed_samples),
-    valid_iterator() and relayout(). With --grow-to-layers the model grows after iteration tau
-    (growth/online.py turns the State into the grown one); from then on ``cfg`` is the grown config."""
+    """The loop. Each iteration is a list of named calls: grow if due, step, account for it, log, stop if
+    diverged, evaluate, save, stop at --exit-interval, stop if asked. ``data`` provides
+    train_iterator(consumed_samples), valid_iterator() and relayout(). With --grow-to-layers the model grows
+    after iteration tau (growth/online.py turns the State into the grown one); from then on ``cfg`` is the
+    grown config."""
 
     def __init__(self, cfg, state: State, data, device):
         from megatron_grow.config import grow_iteration, grown_config
@@ -265,14 +277,14 @@ class Trainer:
         try:
             while self.state.iteration < self.cfg.train_iters:
                 self.grow_if_due()
-                loss, grad_norm, skipped, dt = self.step(stops)
-                self.log(loss, grad_norm, skipped, dt)
-                self.stop_if_diverged(skipped)
+                step = self.step(stops)
+                self.account(step)
+                self.log(step)
+                self.stop_if_diverged(step)
                 self.mon.advance()
                 self.evaluate_if_due()
                 self.save_if_due()
-                if self.cfg.exit_interval and self.state.iteration % self.cfg.exit_interval == 0:
-                    self.mon.print(f"iter {self.state.iteration}: stopping (--exit-interval {self.cfg.exit_interval})")
+                if self.stop_at_exit_interval():
                     break
                 self.stop_if_asked(stops)
         finally:
@@ -302,50 +314,54 @@ class Trainer:
         self.describe()
         self.batches = data.train_iterator(self.state.consumed_samples)  # (a new state: no loss history)
 
-    def step(self, stops: StopRequests | None = None) -> tuple[float, float, str | None, float]:
-        """One training step and its bookkeeping; returns (loss, grad norm, why skipped, seconds)."""
-        cfg, state, r = self.cfg, self.state, self.result
+    def step(self, stops: StopRequests | None = None) -> Step:
+        """One training step (``account`` counts it)."""
         t0 = time.time()
-        loss, grad_norm, skipped = train_step(cfg, state, self.batches, self.device, stops)
+        loss, grad_norm, skipped = train_step(self.cfg, self.state, self.batches, self.device, stops)
+        return Step(loss, grad_norm, skipped, time.time() - t0)
+
+    def account(self, step: Step) -> None:
+        """The step's bookkeeping: the iteration and sample counters, the skipped-update counts, the
+        compute ledger and the run's totals."""
+        cfg, state, r = self.cfg, self.state, self.result
         state.iteration += 1
         state.consumed_samples += cfg.global_batch_size
-        dt = time.time() - t0
         r.tokens += self.tokens_per_iter
         r.flops += self.flops_per_iter["flops"]
-        flops.add(state.ledger, self.flops_per_iter, self.tokens_per_iter, dt)
-        state.skipped_in_a_row = state.skipped_in_a_row + 1 if skipped else 0
-        state.skipped_steps += bool(skipped)
-        r.first_loss = r.first_loss if r.first_loss is not None else loss
-        r.last_loss = loss
-        return loss, grad_norm, skipped, dt
+        flops.add(state.ledger, self.flops_per_iter, self.tokens_per_iter, step.seconds)
+        state.skipped_in_a_row = state.skipped_in_a_row + 1 if step.skipped else 0
+        state.skipped_steps += bool(step.skipped)
+        r.first_loss = r.first_loss if r.first_loss is not None else step.loss
+        r.last_loss = step.loss
 
-    def log(self, loss: float, grad_norm: float, skipped: str | None, dt: float) -> None:
+    def log(self, step: Step) -> None:
         cfg, state = self.cfg, self.state
-        if skipped:
-            self.mon.print(f"iter {state.iteration}: update skipped ({skipped}); {state.skipped_in_a_row} in a row, "
-                           f"{state.skipped_steps} in all (--max-skipped-steps {cfg.max_skipped_steps})")
+        if step.skipped:
+            self.mon.print(f"iter {state.iteration}: update skipped ({step.skipped}); {state.skipped_in_a_row} in a "
+                           f"row, {state.skipped_steps} in all (--max-skipped-steps {cfg.max_skipped_steps})")
         if state.iteration % cfg.log_interval and state.iteration != cfg.train_iters:
             return
         moe = {"expert_load": state.expert_load.collect()} if state.expert_load is not None else {}
-        gpus = self.gpus.record(self.flops_per_iter["flops"], dt)
+        gpus = self.gpus.record(self.flops_per_iter["flops"], step.seconds)
         new_lr = state.optimizer.last_new_layer_lr
-        self.mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": loss,
-                      "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+        self.mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "lm_loss": step.loss,
+                      "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": step.grad_norm,
                       "num_layers": cfg.num_layers, "tp": cfg.tensor_model_parallel_size,
                       "pp": cfg.pipeline_model_parallel_size, "dp": cfg.data_parallel_size,
-                      "tokens": self.tokens_per_iter, **self.flops_per_iter, "step_time_s": dt,
-                      "tokens_per_s": self.tokens_per_iter / dt, **state.ledger, **moe,
+                      "tokens": self.tokens_per_iter, **self.flops_per_iter, "step_time_s": step.seconds,
+                      "tokens_per_s": self.tokens_per_iter / step.seconds, **state.ledger, **moe,
                       **({"lr_new_layers": new_lr} if new_lr is not None else {}),
-                      **({"skipped": skipped} if skipped else {}), "skipped_steps": state.skipped_steps, **gpus})
+                      **({"skipped": step.skipped} if step.skipped else {}), "skipped_steps": state.skipped_steps,
+                      **gpus})
 
-    def stop_if_diverged(self, skipped: str | None) -> None:
+    def stop_if_diverged(self, step: Step) -> None:
         cfg, state = self.cfg, self.state
         if state.skipped_in_a_row < cfg.max_skipped_steps:
             return
         self.mon.close()
         last = checkpointing.latest_iteration(cfg.save) if cfg.save else None
         raise Diverged(f"iteration {state.iteration}: {state.skipped_in_a_row} updates in a row skipped "
-                       f"(--max-skipped-steps {cfg.max_skipped_steps}; last: {skipped}). Stopped without saving; "
+                       f"(--max-skipped-steps {cfg.max_skipped_steps}; last: {step.skipped}). Stopped without saving; "
                        + (f"the latest checkpoint is iteration {last} in --save {cfg.save}. " if last is not None
                           else "") + "Lower --lr, set --clip-grad, or check the data.")
 
@@ -372,6 +388,14 @@ class Trainer:
         if self.cfg.save and self.saved != self.state.iteration:
             save_checkpoint(self.cfg, self.state)
             self.saved = self.state.iteration
+
+    def stop_at_exit_interval(self) -> bool:
+        """Whether --exit-interval ends the run after this iteration (which then saves, as at the end)."""
+        it, n = self.state.iteration, self.cfg.exit_interval
+        if not (n and it % n == 0):
+            return False
+        self.mon.print(f"iter {it}: stopping (--exit-interval {n})")
+        return True
 
     def stop_if_asked(self, stops: StopRequests) -> None:
         why = stops.why if self.state.iteration < self.cfg.train_iters else None

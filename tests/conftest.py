@@ -151,11 +151,12 @@ def cfg_for(model: str = "llama3", preset: str = "tiny", **over):
     """A finalized one-process CPU config on mock data; keyword ``name=value`` is the flag
     ``--name value`` (``True``: the bare flag)."""
     from megatron_grow import config
+    from megatron_grow.finalize import finalize
 
     argv = ["--model", model, "--preset", preset, "--mock-data", "--device", "cpu"]
     for k, v in over.items():
         argv += ["--" + k.replace("_", "-")] + ([] if v is True else [str(v)])
-    return config.finalize(config.parse_args(argv), 1, "cpu")
+    return finalize(config.parse_args(argv), 1, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -175,10 +176,11 @@ def load_state(args: list[str], ck, layers: int, moment: str = "exp_avg"):
     import torch
 
     from megatron_grow import config, platform, runstate
+    from megatron_grow.finalize import finalize
 
     # (weights and moments are read, not the LR schedule: the checkpoint's schedule flags need not match)
-    cfg = config.finalize(config.parse_args([*args, "--num-layers", str(layers), "--load", str(ck),
-                                             "--override-opt-param-scheduler"]), 1, "cpu")
+    cfg = finalize(config.parse_args([*args, "--num-layers", str(layers), "--load", str(ck),
+                                      "--override-opt-param-scheduler"]), 1, "cpu")
     platform.init_model_parallel(1, 1, cfg.seed)
     state = runstate.build_state(cfg, torch.device("cpu"))
     runstate.load_checkpoint(cfg, state)

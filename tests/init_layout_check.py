@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 
 from megatron_grow import config, platform
+from megatron_grow.finalize import finalize
 from megatron_grow.models import build_model
 from megatron_grow.models.init import global_names, tp_size_rank
 
@@ -61,7 +62,7 @@ if __name__ == "__main__":
         flags = ["--tensor-model-parallel-size", str(tp), "--pipeline-model-parallel-size", str(pp)]
         if ep > 1:
             flags += ["--expert-model-parallel-size", str(ep)]
-        cfg = config.finalize(config.parse_args([*args(model), *flags]), dist.get_world_size(), "cpu")
+        cfg = finalize(config.parse_args([*args(model), *flags]), dist.get_world_size(), "cpu")
         platform.init_model_parallel(tp, pp, cfg.seed, ep)
         result[layout] = gathered(build_model(cfg, tp, pp, torch.device("cpu")))
     if dist.get_rank() == 0:

@@ -82,8 +82,9 @@ def test_checkpoints_cross_precision_exactly(world, ref, tmp_path):
 
 def _cfg(bf16):
     from megatron_grow import config
+    from megatron_grow.finalize import finalize
 
-    return config.finalize(config.parse_args([*ARGS, *MUON, "--bf16" if bf16 else "--no-bf16"]), 1, "cpu")
+    return finalize(config.parse_args([*ARGS, *MUON, "--bf16" if bf16 else "--no-bf16"]), 1, "cpu")
 
 
 def test_growth_online_equals_offline_and_keeps_the_masters(world, tmp_path):

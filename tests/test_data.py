@@ -200,6 +200,7 @@ def test_data_of_another_tokenizer_is_refused(corpus, tmp_path):
     tokenizer it passes."""
     from megatron_grow import config
     from megatron_grow.data import resolve_data_flags
+    from megatron_grow.finalize import finalize
 
     res = preprocess("--input", corpus / "doc0.txt", "--output-prefix", tmp_path / "small", "--train-tokenizer",
                      "--vocab-size", 340)
@@ -209,7 +210,7 @@ def test_data_of_another_tokenizer_is_refused(corpus, tmp_path):
         cfg = config.parse_args(["--data-path", str(corpus / "out"), "--tokenizer-model", str(tokenizer),
                                  "--device", "cpu"])
         resolve_data_flags(cfg)
-        return config.finalize(cfg, 1, "cpu")
+        return finalize(cfg, 1, "cpu")
 
     with pytest.raises(config.ConfigError) as e:
         check(tmp_path / "small.tokenizer.model")
@@ -222,12 +223,13 @@ def test_damaged_data_files_are_named_at_startup(corpus, tmp_path):
     import shutil
 
     from megatron_grow import config
+    from megatron_grow.finalize import finalize
 
     def found(prefix):
         cfg = config.parse_args(["--data-path", str(prefix), "--tokenizer-model", str(corpus / "out.tokenizer.model"),
                                  "--device", "cpu"])
         with pytest.raises(config.ConfigError) as e:
-            config.finalize(cfg, 1, "cpu")
+            finalize(cfg, 1, "cpu")
         return " ".join(e.value.problems)
 
     for name, damage, needle in [("short_bin", lambda p: p.write_bytes(p.read_bytes()[:-10]), "out.bin has"),

@@ -15,11 +15,12 @@ from conftest import run
 @pytest.mark.parametrize("name", sorted(gpu_check.GPU_RUNS))
 def test_gpu_runs_are_valid_cuda_configs(name):
     from megatron_grow import config, memory
+    from megatron_grow.finalize import finalize
 
     for impl in ("transformer_engine", "local"):
         for bf16 in (True, False):
-            cfg = config.finalize(config.parse_args(gpu_check.flags(name, True, impl, bf16)), 1, "cuda",
-                                  impl == "transformer_engine")
+            cfg = finalize(config.parse_args(gpu_check.flags(name, True, impl, bf16)), 1, "cuda",
+                           impl == "transformer_engine")
             assert cfg.transformer_impl == impl and cfg.bf16 == bf16
             assert memory.estimate(cfg)["peak"] < 70 * 2**30  # an H100's 80 GiB less the context's share
 

@@ -83,3 +83,17 @@ def test_flag_table_has_one_row_per_flag():
     assert "`--[no-]bf16` | on on GPU, off on CPU |" in config.flag_table("training")
     with pytest.raises(ValueError):
         config.flag_table("nope")
+
+
+def test_flag_vocabulary_agrees_with_its_owners():
+    """config.py imports no component (tests/test_layout.py), so it names the model families, their presets
+    and the growth vocabulary itself: as the components that own them do."""
+    from megatron_grow.growth.plan import INITS, OPTIMIZER_STATE_MODES, PLACEMENTS
+    from megatron_grow.models import FAMILIES
+    from megatron_grow.optim.newton_schulz import BACKENDS
+
+    assert config.CHOICES["model"] == sorted(FAMILIES)
+    assert config.PRESET_NAMES == "; ".join(f"{name}: {', '.join(fam['presets'])}" for name, fam in FAMILIES.items())
+    assert (config.CHOICES["grow_placement"], config.CHOICES["grow_init"], config.CHOICES["grow_optimizer_state"]) == (
+        list(PLACEMENTS), list(INITS), list(OPTIMIZER_STATE_MODES))
+    assert config.CHOICES["ns_backend"] == ["auto", *BACKENDS]

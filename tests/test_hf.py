@@ -204,13 +204,14 @@ def test_conversion_round_trips(tmp_path, family):
     from transformers import AutoConfig
 
     from megatron_grow import config, hf
+    from megatron_grow.finalize import finalize
     from megatron_grow.models import architecture
 
     _random_hf_model(family, tmp_path)
     theirs = load_file(tmp_path / "model.safetensors")
     flags, problems = hf.flags_from_hf(AutoConfig.from_pretrained(tmp_path))
     assert not problems
-    arch = architecture(config.finalize(config.parse_args([*flags, "--mock-data", "--seq-length", "32"]), 1, "cpu"))
+    arch = architecture(finalize(config.parse_args([*flags, "--mock-data", "--seq-length", "32"]), 1, "cpu"))
     ours = hf.from_hf(theirs, arch)
     assert ours["embedding.word_embeddings.weight"].shape[0] == 1024  # (padded; the padding rows are zero)
     back = hf.to_hf(ours, arch)

@@ -77,9 +77,10 @@ def test_init_is_the_same_in_every_layout(world, tmp_path):
          os.path.join(ROOT, "tests", "init_layout_check.py"), str(out)], timeout=300)
     got = torch.load(out)
     from megatron_grow import config
+    from megatron_grow.finalize import finalize
 
     for layout, (model, *_) in LAYOUTS.items():
-        ref = build_model(config.finalize(config.parse_args(args(model)), 1, "cpu"), 1, 1, torch.device("cpu"))
+        ref = build_model(finalize(config.parse_args(args(model)), 1, "cpu"), 1, 1, torch.device("cpu"))
         names = init.global_names(ref)
         want = {names[n]: p for n, p in ref.named_parameters()}
         assert set(got[layout]) == set(want), layout

@@ -175,7 +175,8 @@ def test_muon_nsgd_beats_adamw_on_the_demo_corpus(tmp_path, capsys):
 
 # --- configuration -------------------------------------------------------------------------------
 def test_defaults_and_bad_flags():
-    from megatron_grow.config import ConfigError, finalize, parse_args
+    from megatron_grow.config import ConfigError, parse_args
+    from megatron_grow.finalize import finalize
 
     cfg = finalize(parse_args(["--mock-data", "--optimizer", "muon-nsgd"]), 1, "cpu")
     assert (cfg.clip_grad, cfg.weight_decay, cfg.muon_momentum, cfg.muon_nesterov, cfg.muon_ns_steps,

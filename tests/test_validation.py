@@ -4,12 +4,13 @@ import pytest
 
 from conftest import run
 from megatron_grow import config
+from megatron_grow.finalize import finalize
 
 
 def problems(argv, world=1, device="cpu"):
     cfg = config.parse_args(argv)
     with pytest.raises(config.ConfigError) as e:
-        config.finalize(cfg, world, device)
+        finalize(cfg, world, device)
     return e.value.problems
 
 
@@ -149,8 +150,8 @@ def test_save_must_be_creatable(tmp_path):
 
 
 def test_valid_config_passes():
-    cfg = config.finalize(config.parse_args(BASE + ["--tensor-model-parallel-size", "2",
-                                                    "--pipeline-model-parallel-size", "2"]), 8, "cpu")
+    cfg = finalize(config.parse_args(BASE + ["--tensor-model-parallel-size", "2",
+                                             "--pipeline-model-parallel-size", "2"]), 8, "cpu")
     assert cfg.data_parallel_size == 2 and cfg.global_batch_size == 8 and cfg.num_layers == 2
 
 

@@ -101,13 +101,13 @@ def _target_config(common: dict, args, tp: int, pp: int, ep: int, world: int):
 
 def _target_problems(common: dict, args) -> list[str]:
     """The trainer's own model and layout checks on the grown config at the target layout."""
-    from megatron_grow import config
+    from megatron_grow import models
 
     tp, pp = args.target_tensor_model_parallel_size, args.target_pipeline_model_parallel_size
     ep = args.target_expert_model_parallel_size
     world = int(os.environ.get("WORLD_SIZE", 1))  # (one process writes a checkpoint for any layout)
     target = _target_config(common, args, tp, pp, ep, world if world != 1 else tp * pp * ep)
-    return config.model_problems(target) + config.layout_problems(target)
+    return models.model_problems(target) + models.layout_problems(target)
 
 
 def main(argv=None):

@@ -35,6 +35,7 @@ def main(argv=None):
     import torch
 
     from megatron_grow import checkpointing, config, hf, platform, runstate
+    from megatron_grow.finalize import finalize
     from megatron_grow.models import architecture
 
     if os.path.exists(args.save):
@@ -48,8 +49,8 @@ def main(argv=None):
         sys.exit(f"error: cannot import {args.hf}:\n  - " + "\n  - ".join(problems))
     with user_errors_exit():
         max_pos = flags[flags.index("--max-position-embeddings") + 1]  # (the sequence length is the run's choice)
-        cfg = config.finalize(config.parse_args([*flags, "--seq-length", max_pos, "--optimizer", args.optimizer,
-                                                 "--mock-data", "--device", "cpu", "--save", args.save]), 1, "cpu")
+        cfg = finalize(config.parse_args([*flags, "--seq-length", max_pos, "--optimizer", args.optimizer,
+                                          "--mock-data", "--device", "cpu", "--save", args.save]), 1, "cpu")
     platform.init_distributed("cpu")
     platform.init_model_parallel(1, 1, cfg.seed)
     state = runstate.build_state(cfg, torch.device("cpu"))

@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from megatron_grow import config, memory  # noqa: E402
+from megatron_grow.finalize import finalize  # noqa: E402
 
 
 def main(argv=None):
@@ -32,7 +33,7 @@ def main(argv=None):
     if "--mock-data" not in flags and "--data-path" not in flags:
         flags = [*flags, "--mock-data"]  # (the data does not change the memory)
     try:
-        cfg = config.finalize(config.parse_args(flags), args.world_size, args.device)
+        cfg = finalize(config.parse_args(flags), args.world_size, args.device)
     except config.ConfigError as e:
         print(e, file=sys.stderr)
         return 1

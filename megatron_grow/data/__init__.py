@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from megatron_grow.config import RunConfig
+
 
 def resolve_data_flags(cfg) -> None:
     """Before validation: point --data-path demo at the bundled corpus (built on first use) and take
@@ -19,6 +21,35 @@ def resolve_data_flags(cfg) -> None:
         from megatron_grow.data.tokenizer import Tokenizer
 
         cfg.vocab_size = Tokenizer(cfg.tokenizer_model).vocab_size
+
+
+def data_problems(cfg: RunConfig) -> list[str]:
+    P = []
+    if not cfg.mock_data and not cfg.data_path:
+        P.append("no training data: pass --data-path PREFIX (a .bin/.idx prefix from tools/preprocess_data.py), "
+                 "--data-path demo (the bundled corpus), or --mock-data")
+    if cfg.data_path and cfg.data_path != "demo" and not cfg.mock_data:
+        for ext in (".bin", ".idx"):
+            if not os.path.isfile(cfg.data_path + ext):
+                P.append(f"--data-path {cfg.data_path}: file {cfg.data_path + ext} not found; "
+                         f"create it with tools/preprocess_data.py")
+        if all(os.path.isfile(cfg.data_path + ext) for ext in (".bin", ".idx")):
+            from megatron_grow.data.datasets import data_file_problems, token_range_problems
+
+            P += data_file_problems(cfg.data_path)
+            if not P and cfg.tokenizer_model and os.path.isfile(cfg.tokenizer_model) and cfg.vocab_size:
+                P += token_range_problems(cfg.data_path, cfg.vocab_size, cfg.tokenizer_model)
+        if not cfg.tokenizer_model:
+            P.append("--data-path needs --tokenizer-model (the sentencepiece model it was preprocessed with)")
+    if cfg.tokenizer_model and not os.path.isfile(cfg.tokenizer_model):
+        P.append(f"--tokenizer-model {cfg.tokenizer_model}: file not found")
+    try:
+        parts = [float(x) for x in cfg.split.split(",")]
+        if len(parts) != 3 or sum(parts) <= 0 or parts[0] <= 0 or min(parts) < 0:
+            raise ValueError
+    except ValueError:
+        P.append(f"--split {cfg.split!r} must be three non-negative weights like 98,2,0 with a train part > 0")
+    return P
 
 
 class Data:

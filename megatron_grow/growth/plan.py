@@ -21,12 +21,18 @@ and says which placement would work); a new layer copied from a source layer of 
 takes that layer's attention and norms, and its MLP keeps its fresh (random) init, with the output
 projections zeroed under zero / copy_zeroL. MoE output projections are every expert's and the
 shared expert's fc2; copy takes every expert, the router and its expert bias.
+
+The growth flags' own checks are here too (``problems``, ``grow_schedule_problems``,
+``new_layer_lr_problems``); megatron_grow/finalize.py re-checks the grown config as a whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+
+from megatron_grow.config import SCHEDULE_FIELDS, RunConfig, grow_steps, growth_requested
 
 PLACEMENTS = ("bottom", "top", "stack", "interleave")
 INITS = ("random", "copy", "zero", "copy_zeroL")
@@ -130,3 +136,40 @@ def _layers(source_layers: int, target_layers: int, placement: str, init: str) -
 def format_plan(plan: list[TargetLayer], source_layers: int, placement: str, init: str) -> str:
     head = f"growth plan: {source_layers} -> {len(plan)} layers, placement {placement}, init {init}"
     return "\n".join([head] + ["  " + t.describe() for t in plan])
+
+
+def grow_schedule_problems(cfg: RunConfig) -> list[str]:
+    """--grow-schedule against the single-growth flags, and its steps' order."""
+    single = (*SCHEDULE_FIELDS, "grow_at_fraction", "grow_at", "grow_pipeline_layers")
+    given = [f"--{k.replace('_', '-')}" for k in single if getattr(cfg, k) is not None]
+    if given:
+        return [f"--grow-schedule sets every growth's depth, iteration and layout; drop {', '.join(given)} "
+                "(a layout after a step: LAYERS@ITER:tpN:ppN:epN)"]
+    try:
+        steps = grow_steps(cfg.grow_schedule)
+    except ValueError as e:
+        return [str(e)]
+    layers = [cfg.num_layers] + [s["grow_to_layers"] for s in steps]
+    iters = [s["grow_at_iter"] for s in steps]
+    if any(b <= a for seq in (layers, iters) for a, b in zip(seq, seq[1:], strict=False)):
+        return [f"--grow-schedule {cfg.grow_schedule}: each step must grow deeper than the one before (from "
+                f"--num-layers {cfg.num_layers}) at a later iteration"]
+    return []
+
+
+def new_layer_lr_problems(cfg: RunConfig) -> list[str]:
+    P = []
+    if not (math.isfinite(cfg.grow_new_layer_lr_mult) and cfg.grow_new_layer_lr_mult >= 0):
+        P.append(f"--grow-new-layer-lr-mult {cfg.grow_new_layer_lr_mult} must be a finite number >= 0 "
+                 "(1: the shared LR; 0 with --grow-new-layer-lr-iters N: a re-warmup of the new layers)")
+    if cfg.grow_new_layer_lr_iters < 0:
+        P.append(f"--grow-new-layer-lr-iters {cfg.grow_new_layer_lr_iters} must be >= 0 (0: the multiplier "
+                 "holds to the end of the run)")
+    if (cfg.grow_new_layer_lr_mult != 1 or cfg.grow_new_layer_lr_iters) and not growth_requested(cfg):
+        P.append("--grow-new-layer-lr-mult / --grow-new-layer-lr-iters act on the layers a growth inside this run "
+                 "adds; give --grow-to-layers and --grow-at-iter (an offline-grown checkpoint has no new layers "
+                 "to this run)")
+    if cfg.grow_new_layer_lr_mult == 0 and not cfg.grow_new_layer_lr_iters:
+        P.append("--grow-new-layer-lr-mult 0 without --grow-new-layer-lr-iters would freeze the new layers; "
+                 "give --grow-new-layer-lr-iters N for a re-warmup over N iterations")
+    return P

@@ -22,6 +22,7 @@ import json
 import math
 import os
 
+from megatron_grow.config import RunConfig
 from megatron_grow.flops import CONVENTIONS
 
 
@@ -138,3 +139,25 @@ def describe(p: dict) -> str:
         lines.append(f"expected compute vs fixed-size ({names[k]}): {r:.3f}x ({1 - r:.0%} saved, "
                      f"{1 / r if r > 0 else math.inf:.1f}x less)")
     return "\n".join(lines)
+
+
+def auto_tau(cfg: RunConfig) -> tuple[list[str], dict]:
+    """--grow-at auto: (problems, the fields that set tau from the pilot pair: tau = T_stable - t_mix).
+    Pure: ``finalize`` applies the fields."""
+    if cfg.grow_at != "auto":
+        return (["--grow-pilot-metrics takes effect only with --grow-at auto"] if cfg.grow_pilot_metrics else []), {}
+    if cfg.grow_at_iter is not None or cfg.grow_at_fraction is not None:
+        return ["--grow-at auto chooses tau itself; drop --grow-at-iter / --grow-at-fraction"], {}
+    files = (cfg.grow_pilot_metrics or "").split(",")
+    if len(files) != 2 or not all(files):
+        return ["--grow-at auto needs --grow-pilot-metrics FIXED.jsonl,GROWN.jsonl (the metrics of a fixed-size "
+                "pilot and of one grown right after warmup; see tools/plan_growth.py)"], {}
+    if cfg.lr_decay_style != "wsd":
+        return [f"--grow-at auto plans tau = T_stable - t_mix for --lr-decay-style wsd, not {cfg.lr_decay_style}; "
+                "use wsd or give --grow-at-iter"], {}
+    try:
+        plan = plan_from_pilot(*files, cfg.train_iters, cfg.warmup_iters, cfg.wsd_stable_end, cfg.grow_mix_tolerance)
+    except PlanError as e:
+        return [f"--grow-at auto (--grow-pilot-metrics): {e}"], {}
+    return [], {"grow_at_iter": plan["tau"], "grow_at": None,
+                "grow_plan_text": "--grow-at auto: " + describe(plan).replace("\n", "\n  ")}

@@ -1,4 +1,5 @@
-"""Model families: presets, megatron-core TransformerConfig and layer specs, GPTModel construction.
+"""Model families: presets, megatron-core TransformerConfig and layer specs, GPTModel construction, and
+the checks of the model's flags (shapes, MoE / MLA, the pipeline layout, sequence parallelism, recomputation).
 
 A family is a dict of fixed architecture choices (norm, activation, positions, tying) plus
 size presets. Every preset field can be overridden by the flag of the same name.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from megatron_grow.config import RunConfig
 from megatron_grow.models.deepseek_v3 import DEEPSEEK_V3, moe_layer_pattern
 from megatron_grow.models.gpt2 import GPT2
 from megatron_grow.models.llama3 import LLAMA3
@@ -96,8 +98,6 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
     """megatron-core TransformerConfig for a RunConfig ``cfg`` at a (tp, pp) layout."""
     from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
 
-    from megatron_grow.config import recompute_modules, sequence_parallel
-
     fam = FAMILIES[cfg.model]
     bf16 = cfg.bf16
     kw = dict(
@@ -139,7 +139,7 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
         num_layers_in_first_pipeline_stage=cfg.decoder_first_pipeline_num_layers,
         num_layers_in_last_pipeline_stage=cfg.decoder_last_pipeline_num_layers,
     )
-    stages = [int(x) for x in cfg.pipeline_layers.split(",")] if cfg.pipeline_layers else None
+    stages = stage_layers(cfg)
     if stages and pp > 1:  # explicit per-stage layer counts, as a megatron pipeline layout
         kw["pipeline_model_parallel_layout"] = (
             [["embedding"] + ["decoder"] * stages[0]] + [["decoder"] * n for n in stages[1:-1]]
@@ -234,3 +234,205 @@ def build_model(cfg, tp: int, pp: int, device: torch.device):
     init_weights(model, cfg.seed, cfg.init_method_std, cfg.num_layers, mup.width_mult(cfg))
     mup.install(model, cfg)
     return model
+
+
+# --- the model's flags: presets, shapes, MoE / MLA, pipeline layout, sequence parallelism, recomputation ---
+def apply_preset(cfg: RunConfig) -> list[str]:
+    """Fill unset size fields from the family preset; returns problems (unknown preset)."""
+    presets = FAMILIES[cfg.model]["presets"]
+    if cfg.preset not in presets:
+        return [f"--preset {cfg.preset!r} is not a {cfg.model} preset; choose one of {', '.join(presets)}"]
+    for k, v in presets[cfg.preset].items():
+        if getattr(cfg, k) is None:
+            setattr(cfg, k, v)
+    if cfg.untie_embeddings_and_output_weights is None:
+        cfg.untie_embeddings_and_output_weights = not FAMILIES[cfg.model]["tied_embeddings"]
+    if cfg.num_query_groups is None:
+        cfg.num_query_groups = cfg.num_attention_heads
+    if cfg.max_position_embeddings is None:
+        cfg.max_position_embeddings = cfg.seq_length
+    return []
+
+
+def model_problems(cfg: RunConfig) -> list[str]:
+    """The model's shape, whatever the layout."""
+    P = []
+    if cfg.num_layers < 0:
+        P.append(f"--num-layers must be >= 0 (got {cfg.num_layers})")
+    if cfg.num_attention_heads % cfg.num_query_groups:
+        P.append(f"--num-attention-heads {cfg.num_attention_heads} is not divisible by "
+                 f"--num-query-groups {cfg.num_query_groups}")
+    if cfg.kv_channels is None and cfg.hidden_size % cfg.num_attention_heads and cfg.kv_lora_rank is None:
+        P.append(f"--hidden-size {cfg.hidden_size} is not divisible by --num-attention-heads "
+                 f"{cfg.num_attention_heads}; change one or set --kv-channels")
+    if cfg.max_position_embeddings < cfg.seq_length:
+        P.append(f"--seq-length {cfg.seq_length} exceeds --max-position-embeddings {cfg.max_position_embeddings}")
+    return P + _moe_problems(cfg)
+
+
+MLA_FIELDS = ("q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim")
+MOE_FIELDS = ("num_experts", "moe_router_topk", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size",
+              "moe_first_dense_layers")
+
+
+def _moe_problems(cfg: RunConfig) -> list[str]:
+    """DeepSeekV3 (MLA + MoE) flags: only on that family, and consistent with the layout."""
+    fam, tp, pp, ep = FAMILIES[cfg.model], cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, \
+        cfg.expert_model_parallel_size
+    if not fam.get("moe"):
+        given = [f for f in MLA_FIELDS + MOE_FIELDS if getattr(cfg, f) is not None]
+        if ep != 1:
+            given.append("expert_model_parallel_size")
+        return [f"--{f.replace('_', '-')} is a deepseek-v3 flag; --model {cfg.model} has no experts or latent "
+                f"attention (use --model deepseek-v3)" for f in given]
+    P = []
+    for f in MLA_FIELDS[1:] + MOE_FIELDS[:3]:
+        if getattr(cfg, f) is None or getattr(cfg, f) < 1:
+            P.append(f"--{f.replace('_', '-')} must be >= 1 (got {getattr(cfg, f)})")
+    if P:
+        return P
+    if ep < 1:
+        return [f"--expert-model-parallel-size must be >= 1 (got {ep})"]
+    if not 1 <= cfg.moe_router_topk <= cfg.num_experts:
+        P.append(f"--moe-router-topk {cfg.moe_router_topk} must lie in 1..--num-experts {cfg.num_experts}")
+    if cfg.num_experts % ep:
+        P.append(f"--num-experts {cfg.num_experts} is not divisible by --expert-model-parallel-size {ep}")
+    if cfg.world_size % (tp * pp * ep):
+        P.append(f"world size {cfg.world_size} is not divisible by --tensor-model-parallel-size {tp} x "
+                 f"--pipeline-model-parallel-size {pp} x --expert-model-parallel-size {ep} (experts are split "
+                 f"over the data-parallel ranks of each TP x PP position); launch a multiple of {tp * pp * ep}")
+    for f in ("moe_ffn_hidden_size", "moe_shared_expert_intermediate_size"):
+        if (getattr(cfg, f) or 0) % tp:
+            P.append(f"--{f.replace('_', '-')} {getattr(cfg, f)} is not divisible by --tensor-model-parallel-size {tp}")
+    if (cfg.moe_first_dense_layers or 0) < 0 or cfg.moe_layer_freq < 1:
+        P.append("--moe-first-dense-layers must be >= 0 and --moe-layer-freq >= 1")
+    P += _group_routing_problems(cfg)
+    if cfg.moe_router_topk_scaling_factor is not None and not cfg.moe_router_topk_scaling_factor > 0:
+        P.append(f"--moe-router-topk-scaling-factor must be > 0 (got {cfg.moe_router_topk_scaling_factor})")
+    if cfg.moe_router_enable_expert_bias and cfg.moe_router_score_function != "sigmoid":
+        P.append("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid "
+                 "(or --no-moe-router-enable-expert-bias)")
+    return P
+
+
+def _group_routing_problems(cfg: RunConfig) -> list[str]:
+    """Group-limited routing (DeepSeek-V3's node-limited routing): groups are ranked by the sum of their
+    top (topk / group-topk) scores, so group-topk must divide into topk, and the chosen groups must hold
+    topk experts."""
+    G, g, k, E = cfg.moe_router_num_groups, cfg.moe_router_group_topk, cfg.moe_router_topk, cfg.num_experts
+    if G is None and g is None:
+        return []
+    if G is None or g is None:
+        return ["--moe-router-num-groups and --moe-router-group-topk go together (group-limited routing)"]
+    if not (G >= 1 and E % G == 0):
+        return [f"--moe-router-num-groups {G} must divide --num-experts {E}"]
+    if not (1 <= g <= G and k % g == 0 and g * (E // G) >= k):
+        return [f"--moe-router-group-topk {g} must lie in 1..--moe-router-num-groups {G}, divide --moe-router-topk "
+                f"{k}, and its groups must hold {k} experts (each group has {E // G})"]
+    return []
+
+
+def stage_layers(cfg: RunConfig) -> list[int] | None:
+    """--pipeline-layers as a list of ints (None when not given)."""
+    return [int(x) for x in cfg.pipeline_layers.split(",")] if cfg.pipeline_layers else None
+
+
+def layout_problems(cfg: RunConfig) -> list[str]:
+    """The model against the tensor / pipeline / data-parallel layout and the batch."""
+    tp, pp, ws = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.world_size
+    P = []
+    if ws % (tp * pp):
+        P.append(f"world size {ws} is not divisible by --tensor-model-parallel-size {tp} x "
+                 f"--pipeline-model-parallel-size {pp}; launch a multiple of {tp * pp} processes")
+    if cfg.num_attention_heads % tp:
+        P.append(f"--num-attention-heads {cfg.num_attention_heads} is not divisible by "
+                 f"--tensor-model-parallel-size {tp}")
+    if cfg.num_query_groups % tp:
+        P.append(f"--num-query-groups {cfg.num_query_groups} is not divisible by "
+                 f"--tensor-model-parallel-size {tp}")
+    if cfg.ffn_hidden_size % tp:
+        P.append(f"--ffn-hidden-size {cfg.ffn_hidden_size} is not divisible by --tensor-model-parallel-size {tp}")
+    return P + _pipeline_problems(cfg)
+
+
+def _pipeline_problems(cfg: RunConfig) -> list[str]:
+    pp, L = cfg.pipeline_model_parallel_size, cfg.num_layers
+    first, last = cfg.decoder_first_pipeline_num_layers, cfg.decoder_last_pipeline_num_layers
+    if cfg.pipeline_layers:
+        try:
+            stages = stage_layers(cfg)
+        except ValueError:
+            return [f"--pipeline-layers {cfg.pipeline_layers!r} must be comma-separated layer counts, one per stage"]
+        if first is not None or last is not None:
+            return ["--pipeline-layers replaces --decoder-first/last-pipeline-num-layers; give one or the other"]
+        if len(stages) != pp or sum(stages) != L or min(stages) < 1:
+            return [f"--pipeline-layers {cfg.pipeline_layers} must give {pp} stage(s) (--pipeline-model-parallel-size) "
+                    f"of at least one layer each, adding up to --num-layers {L}"]
+        return []
+    if pp == 1:
+        if first is not None or last is not None:
+            return ["--decoder-first/last-pipeline-num-layers need --pipeline-model-parallel-size > 1"]
+        return []
+    if L == 0:
+        return [f"--num-layers 0 has no layers to split over --pipeline-model-parallel-size {pp}; "
+                "use --pipeline-model-parallel-size 1"]
+    rest, middle = L - (first or 0) - (last or 0), pp - (first is not None) - (last is not None)
+    if first is None and last is None and L % pp:
+        return [f"--num-layers {L} does not split evenly over --pipeline-model-parallel-size {pp}: "
+                f"use a multiple of {pp} layers, or place the remainder with "
+                f"--decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers"]
+    if rest < 0 or (middle == 0 and rest != 0) or (middle > 0 and (rest % middle or rest == 0)):
+        return [f"--decoder-first-pipeline-num-layers {first} / --decoder-last-pipeline-num-layers {last} "
+                f"leave {rest} of --num-layers {L} layers for {middle} middle stage(s); they must split "
+                f"evenly with at least one layer per stage"]
+    return []
+
+
+def sequence_parallel(cfg: RunConfig, tp: int | None = None) -> bool:
+    """Whether the sequence is split over TP ranks at TP size ``tp`` (default: the run's): with
+    --sequence-parallel, and always for MoE with TP (megatron-core requires it there)."""
+    tp = cfg.tensor_model_parallel_size if tp is None else tp
+    return tp > 1 and (cfg.sequence_parallel or bool(FAMILIES[cfg.model].get("moe")))
+
+
+def recompute_modules(cfg: RunConfig) -> list[str]:
+    return [m.strip() for m in (cfg.recompute_modules or "core_attn").split(",") if m.strip()]
+
+
+RECOMPUTE_MODULES = ("core_attn", "mlp", "layernorm", "moe", "shared_experts", "mla_up_proj")
+MOE_RECOMPUTE_MODULES = ("moe", "shared_experts", "mla_up_proj")  # deepseek-v3's modules
+# recomputed by megatron-core 0.16's CheckpointWithoutOutput, which calls Transformer Engine's FP8 state
+TE_RECOMPUTE_MODULES = ("layernorm", "mla_up_proj")
+
+
+def memory_problems(cfg: RunConfig) -> list[str]:
+    """Sequence parallelism, recomputation and overlap flags (megatron's rules, as flags)."""
+    P, tp = [], cfg.tensor_model_parallel_size
+    if sequence_parallel(cfg) and cfg.seq_length % tp:
+        P.append(f"--seq-length {cfg.seq_length} is not divisible by --tensor-model-parallel-size {tp} "
+                 f"(sequence parallelism{' (on for MoE with TP)' if cfg.num_experts else ''} splits the "
+                 f"sequence over TP ranks)")
+    g, method, n = cfg.recompute_granularity, cfg.recompute_method, cfg.recompute_num_layers
+    if g == "full" and (method is None or n is None):
+        P.append("--recompute-granularity full needs --recompute-method uniform|block and --recompute-num-layers N "
+                 "(uniform 1: every layer)")
+    if g != "full" and (method is not None or n is not None):
+        P.append("--recompute-method / --recompute-num-layers apply to --recompute-granularity full only")
+    if cfg.recompute_modules is not None:
+        mods = set(recompute_modules(cfg))
+        if g != "selective":
+            P.append("--recompute-modules applies to --recompute-granularity selective only")
+        elif not mods or mods - set(RECOMPUTE_MODULES):
+            P.append(f"--recompute-modules {cfg.recompute_modules!r}: choose comma-separated from "
+                     f"{', '.join(RECOMPUTE_MODULES)}")
+        elif mods & set(MOE_RECOMPUTE_MODULES) and not cfg.num_experts:
+            P.append(f"--recompute-modules {', '.join(MOE_RECOMPUTE_MODULES)} are deepseek-v3's (MoE, MLA) modules")
+        elif mods & set(TE_RECOMPUTE_MODULES) and cfg.transformer_impl != "transformer_engine":
+            P.append(f"--recompute-modules {', '.join(TE_RECOMPUTE_MODULES)} need Transformer Engine (megatron-core "
+                     f"recomputes them through it): use core_attn, mlp, moe or shared_experts with --transformer-impl "
+                     f"local")
+    if cfg.overlap_param_gather:
+        P.append("--overlap-param-gather needs megatron-core's distributed optimizer; this trainer's own "
+                 "(--use-distributed-optimizer, which Muon-NSGD needs) broadcasts the updated weights after the "
+                 "step: drop the flag")
+    return P

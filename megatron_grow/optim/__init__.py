@@ -29,7 +29,33 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 from megatron.core.transformer.module import param_is_not_shared
 
+from megatron_grow.config import RunConfig
 from megatron_grow.optim.muon import MuonNSGD, ParamInfo, assign_owners
+from megatron_grow.optim.newton_schulz import unavailable_reason
+
+
+def optimizer_problems(cfg: RunConfig, device: str) -> list[str]:
+    """Muon-NSGD's flags, and whether --ns-backend can run on ``device``."""
+    P = []
+    if cfg.optimizer == "muon-nsgd":
+        if not 0 <= cfg.muon_momentum < 1:
+            P.append(f"--muon-momentum {cfg.muon_momentum} must be in [0, 1)")
+        if cfg.muon_ns_steps < 1:
+            P.append(f"--muon-ns-steps must be >= 1 (got {cfg.muon_ns_steps})")
+        try:
+            if len(ns_coefficients(cfg)) != 3:
+                raise ValueError
+        except ValueError:
+            P.append(f"--muon-ns-coefficients {cfg.muon_ns_coefficients!r} must be three numbers a,b,c "
+                     f"(quintic default 3.4445,-4.7750,2.0315)")
+        why = cfg.ns_backend != "auto" and unavailable_reason(cfg.ns_backend, torch.device(device))
+        if why:
+            P.append(f"--ns-backend {cfg.ns_backend}: {why}; use --ns-backend auto or torch")
+    return P
+
+
+def ns_coefficients(cfg: RunConfig) -> tuple[float, float, float]:
+    return tuple(float(x) for x in cfg.muon_ns_coefficients.split(","))
 
 
 def _no_decay(name: str, p) -> bool:
@@ -314,7 +340,6 @@ def new_layer_lr_factor(cfg):
 
 def _muon(cfg, groups, named, masters, spread: bool = True) -> MuonNSGD:
     """Muon-NSGD over the masters: Muon for 2-D weights inside decoder layers, NSGD for the rest."""
-    from megatron_grow.config import ns_coefficients
     from megatron_grow.models.names import is_expert, is_muon_matrix
 
     tp = ps.get_tensor_model_parallel_world_size()

@@ -25,9 +25,7 @@ import torch
 import torch.distributed as dist
 
 from megatron_grow.config import NS_BACKENDS as BACKENDS
-
-QUINTIC = (3.4445, -4.7750, 2.0315)
-EPS = 1e-7
+from megatron_grow.optim.ns_common import EPS, QUINTIC, wide
 
 
 def _iterate(X: torch.Tensor, steps: int, coefficients, gram=lambda A: A) -> torch.Tensor:
@@ -39,20 +37,16 @@ def _iterate(X: torch.Tensor, steps: int, coefficients, gram=lambda A: A) -> tor
     return X
 
 
-def _wide(G: torch.Tensor) -> bool:
-    return G.shape[-2] <= G.shape[-1]
-
-
 def ns_torch(G: torch.Tensor, steps: int = 5, coefficients=QUINTIC, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The torch backend: bf16 on GPU, fp32 on CPU unless ``dtype`` says otherwise."""
     dtype = dtype or (torch.bfloat16 if G.is_cuda else torch.float32)
     X = G.to(dtype)
-    X = X if _wide(G) else X.mT
+    X = X if wide(G) else X.mT
     shape = X.shape
     X = X.reshape(-1, *shape[-2:]) if X.ndim > 3 else X
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + EPS)
     X = _iterate(X, steps, coefficients).reshape(shape)
-    return (X if _wide(G) else X.mT).to(G.dtype)
+    return (X if wide(G) else X.mT).to(G.dtype)
 
 
 def newton_schulz_reference(G: torch.Tensor, steps: int = 5, coefficients=QUINTIC) -> torch.Tensor:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from megatron_grow.optim.newton_schulz import EPS, QUINTIC, _wide
+from megatron_grow.optim.ns_common import EPS, QUINTIC, wide
 
 _NEEDS = ("needs a 2026 TE 2.x with transformer_engine.pytorch.optimizers.newton_schulz, "
           "built with NVTE_WITH_CUSOLVERMP=1")
@@ -84,11 +84,11 @@ def ns_te(G: torch.Tensor, steps: int = 5, coefficients=QUINTIC) -> torch.Tensor
     _, newton_schulz = _te_newton_schulz()
     ctx = _context()
     X = G.to(torch.bfloat16)
-    X = X if _wide(G) else X.mT
+    X = X if wide(G) else X.mT
     shape = X.shape
     X = X.reshape(-1, *shape[-2:]).contiguous()
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + EPS)
     for x in X:  # 2-D only; each x is a contiguous view, orthogonalised in place
         newton_schulz(x, ctx, steps, coefficients=[tuple(coefficients)] * steps)
     X = X.reshape(shape)
-    return (X if _wide(G) else X.mT).to(G.dtype)
+    return (X if wide(G) else X.mT).to(G.dtype)

@@ -19,7 +19,7 @@ import os
 
 import torch
 
-from megatron_grow.optim.newton_schulz import EPS, QUINTIC, _wide
+from megatron_grow.optim.ns_common import EPS, QUINTIC, wide
 
 try:
     import triton
@@ -174,7 +174,7 @@ def ns_triton(G: torch.Tensor, steps: int = 5, coefficients=QUINTIC, block: int 
         raise RuntimeError(why)
     a, b, c = coefficients
     X = G.to(torch.bfloat16 if G.is_cuda else torch.float32)
-    X = X if _wide(G) else X.mT
+    X = X if wide(G) else X.mT
     shape = X.shape
     X = X.reshape(-1, *shape[-2:]).contiguous()
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + EPS)
@@ -188,4 +188,4 @@ def ns_triton(G: torch.Tensor, steps: int = 5, coefficients=QUINTIC, block: int 
         mm_add(B, X, a, out=Y, block=block)  # Y = a X + B X
         X, Y = Y, X
     X = X.reshape(shape)
-    return (X if _wide(G) else X.mT).to(G.dtype)
+    return (X if wide(G) else X.mT).to(G.dtype)
