@@ -24,6 +24,6 @@ setup(
         "hf": ["transformers>=5,<6", "safetensors"],
         "gpu": ["transformer-engine[pytorch]", "nvidia-ml-py"],
         # (no deepspeed extra: training does not use it; benchmarks/deepspeed_zero.py, which measured 0.19.8
-        # against --use-distributed-optimizer, installs it in a venv of its own, see README "Benchmarks")
+        # against --use-distributed-optimizer, installs it in a venv of its own, see docs/development.md "Benchmarks")
     },
 )

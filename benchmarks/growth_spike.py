@@ -9,7 +9,7 @@ and trains to 300 on the same batches. Per variant: the train loss minus the nev
 same batch (so batch noise cancels), its largest rise and its mean over windows after growth, the
 gradient norm of the first steps, and the held-out loss at 300.
 
-What it shows (README, "The step after growth"): with the new layers *under* the trained block
+What it shows (docs/growth.md, "The step after growth"): with the new layers *under* the trained block
 (``--grow-placement bottom``) their output projections write into the residual stream where it is the
 raw embeddings, small next to a trained block's outputs; a zero-output layer's first updates are of
 ordinary size, so they move the trained block's normalised input a long way, and the loss jumps. With

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Progressive GPT2: a 1-layer model grown to the 124M model's 12 layers at 0.8 T with copy_zeroL, the
-# trained layer first (stack), as the README recommends; the paper's headline run (0 layers, random
+# trained layer first (stack), as docs/results.md recommends; the paper's headline run (0 layers, random
 # init) is SOURCE_LAYERS=0 GROW_INIT=random GROW_PLACEMENT=bottom. Defaults are for one 8-GPU node;
 # override any with env vars (see examples/pretrain_grow.sh).
 #

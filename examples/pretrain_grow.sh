@@ -22,7 +22,7 @@ TP=${TP:-1}; PP=${PP:-1}                 # layout of the small phase (pure DP by
 GROW_TP=${GROW_TP:-2}; GROW_PP=${GROW_PP:-1}
 EP=${EP:-1}; GROW_EP=${GROW_EP:-$EP}      # expert parallelism (deepseek-v3 only)
 GROW_AT_FRACTION=${GROW_AT_FRACTION:-0.8}
-GROW_PLACEMENT=${GROW_PLACEMENT:-stack}   # the trained layers first: no loss jump after growth (README)
+GROW_PLACEMENT=${GROW_PLACEMENT:-stack}   # the trained layers first: no loss jump after growth (docs/growth.md)
 GROW_INIT=${GROW_INIT:-copy_zeroL}
 GROW_OPTIMIZER_STATE=${GROW_OPTIMIZER_STATE:-inherit}
 

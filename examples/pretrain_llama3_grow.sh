@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Progressive LLaMA3: a 1-layer model grown to the LLaMA3-1B depth (16 layers) at 0.8 T with
-# copy_zeroL, the trained layer first (stack: the README's recommendation), then TP2 for the grown model. Defaults are for one 8-GPU node; override any with env vars
+# copy_zeroL, the trained layer first (stack: the recommendation in docs/results.md), then TP2 for the grown model. Defaults are for one 8-GPU node; override any with env vars
 # (see examples/pretrain_grow.sh), extra arguments go to the trainer.
 #
 #   bash examples/pretrain_llama3_grow.sh

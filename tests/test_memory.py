@@ -94,7 +94,7 @@ def test_launch_warning_names_the_layout_that_does_not_fit():
 
 
 def test_plan_memory_tool(capsys):
-    """tools/plan_memory.py on the README's 8B example: both phases, every stage, the fit verdict."""
+    """tools/plan_memory.py on the 8B example of docs/training.md: both phases, every stage, the fit verdict."""
     from tools.plan_memory import main
 
     assert main(["--world-size", "8", "--gpu-memory-gib", "80", "--model", "llama3", "--preset", "8b",

@@ -59,8 +59,8 @@ def pilot_warnings(args) -> list[str]:
         length = max((r["iter"] for r in fixed), default=0)
         if length and length != args.train_iters:
             out.append(f"the pilots ran {length} iterations, the run to plan {args.train_iters}: t_mix depends on "
-                       f"the length and on tau (README, the scaling study), so tau is an estimate; a pilot pair at "
-                       f"the run's length measures it")
+                       f"the length and on tau (docs/results.md, the scaling study), so tau is an estimate; a pilot "
+                       f"pair at the run's length measures it")
         depth = fixed[-1].get("num_layers") if fixed else None
         if args.target_num_layers and depth and depth != args.target_num_layers:
             out.append(f"the fixed pilot has {depth} layers, the run to plan {args.target_num_layers}: t_mix and "
@@ -69,7 +69,7 @@ def pilot_warnings(args) -> list[str]:
             out.append(f"the grown pilot ends at {grown[-1].get('num_layers')} layers, the fixed one has {depth}")
     out.append("under control (never-grown sources, every depth, each run at its own best LR) growth ended above "
                "the best fixed-size model of any depth at the same compute at every informative point measured "
-               "(README, 'The answer on this hardware, under control'): pilot the never-grown source and a "
+               "(docs/results.md, 'The answer on this hardware, under control'): pilot the never-grown source and a "
                "shallower model too, at their own best LRs, before trusting the saving below")
     return out
 
