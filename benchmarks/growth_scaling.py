@@ -298,7 +298,7 @@ def control_points(seed: int) -> list[tuple[Point, list, tuple[str, ...]]]:
 def _control(add, seed):
     for p, grown, lrs in control_points(seed):
         for point, run, extra, variant in control_runs(p, grown):
-            for lr in lrs:
+            for lr in swept(point, run, extra, variant or run.name, lrs):  # (an edge best gains the next LR)
                 add(point, [run], [*extra, "--lr", lr], f"{variant or run.name}+lr{lr}")
 
 
