@@ -11,6 +11,7 @@ setup(
     install_requires=[
         "megatron-core>=0.16,<0.17",
         "sentencepiece",
+        "tokenizers",  # HuggingFaceTokenizer (tokenizer.json) and GPT2BPETokenizer
         "numpy",
         "psutil",  # dist_checkpointing.save needs it
         "tqdm",
@@ -19,7 +20,9 @@ setup(
     extras_require={
         # triton: kernel tests run on CPU under TRITON_INTERPRET=1
         "dev": ["pytest", "pytest-timeout", "pytest-xdist", "tensorboard", "matplotlib", "triton", "ruff>=0.17,<0.18",
-                "transformers>=5,<6", "safetensors"],
+                "transformers>=5,<6", "safetensors", "wandb>=0.31,<0.32",
+                # tests/test_tokenizers.py: .parquet input, TikTokenizer and the GPT-2 reference (tiktoken)
+                "pyarrow", "tiktoken"],
         # tools/export_hf.py
         "hf": ["transformers>=5,<6", "safetensors"],
         "gpu": ["transformer-engine[pytorch]", "nvidia-ml-py"],

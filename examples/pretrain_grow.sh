@@ -33,7 +33,7 @@ SEQ_LENGTH=${SEQ_LENGTH:-2048}
 LR=${LR:-3e-4}
 DEVICE=${DEVICE:-auto}
 
-DATA_PATH=${DATA_PATH:-demo}
+DATA_PATH=${DATA_PATH:-demo}             # a prefix, several, or a blend: DATA_PATH="0.3 web 0.7 code"
 TOKENIZER_MODEL=${TOKENIZER_MODEL:-}
 RUN_DIR=${RUN_DIR:-runs/${MODEL}_grow_${PRESET}_${SOURCE_LAYERS}to${TARGET_LAYERS}}
 CHECKPOINT_DIR=${CHECKPOINT_DIR:-$RUN_DIR/ckpt}
@@ -55,7 +55,8 @@ fi
 TRAINING_ARGS=(--micro-batch-size "$MICRO_BATCH_SIZE" --global-batch-size "$GLOBAL_BATCH_SIZE"
                --train-iters "$TRAIN_ITERS" --lr "$LR" --min-lr 0 --lr-decay-style wsd
                --lr-warmup-fraction 0.02 --lr-wsd-decay-fraction 0.1 --weight-decay 0.1 --clip-grad 1.0)
-DATA_ARGS=(--data-path "$DATA_PATH" ${TOKENIZER_MODEL:+--tokenizer-model "$TOKENIZER_MODEL"} --split 98,2,0)
+read -r -a DATA_WORDS <<< "$DATA_PATH"  # (one word per prefix and weight, as Megatron-LM's scripts pass them)
+DATA_ARGS=(--data-path "${DATA_WORDS[@]}" ${TOKENIZER_MODEL:+--tokenizer-model "$TOKENIZER_MODEL"} --split 98,2,0)
 OUTPUT_ARGS=(--save "$CHECKPOINT_DIR" --save-interval "${SAVE_INTERVAL:-1000}"
              --eval-interval "${EVAL_INTERVAL:-500}" --eval-iters "${EVAL_ITERS:-20}"
              --metrics-file "$RUN_DIR/metrics.jsonl" --tensorboard-dir "$RUN_DIR/tensorboard")

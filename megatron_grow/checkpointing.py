@@ -623,6 +623,7 @@ def resume_config(cfg, for_training: bool = True):
         cfg = dataclasses.replace(cfg, override_opt_param_scheduler=True)
     elif for_training:  # (tools that only read the weights, such as dump_logits, take any schedule flags)
         schedule_problems(cfg, common, it)
+        blend_problems(cfg, common, it)
     return dataclasses.replace(cfg, ckpt_step=it)  # the load reads exactly the iteration checked here
 
 
@@ -650,7 +651,10 @@ def intact_iteration(cfg, it: int) -> int:
 SHAPE_FLAGS = ("hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups", "kv_channels",
                "vocab_size", "q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim",
                "num_experts", "moe_ffn_hidden_size", "moe_shared_expert_intermediate_size", "moe_first_dense_layers",
-               "untie_embeddings_and_output_weights")
+               "untie_embeddings_and_output_weights",
+               # (not shapes, but the function the weights compute: models.architecture)
+               "rotary_base", "norm_epsilon", "use_rope_scaling", "rope_scaling_factor", "rotary_percent",
+               "apply_layernorm_1p")
 
 
 def shape_problems(cfg, common: dict, it: int) -> None:
@@ -689,3 +693,23 @@ def schedule_problems(cfg, common: dict, it: int) -> None:
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"--override-opt-param-scheduler: the LR schedule from the flags replaces the checkpoint's from "
               f"iteration {it} on: {what}", file=sys.stderr, flush=True)
+
+
+def blend_problems(cfg, common: dict, it: int) -> None:
+    """The data the checkpoint was trained on (its "data_blend") against the data flags: the same
+    prefixes (by their files' contents), weights and --split continue; other data is refused, naming
+    both, unless --override-data-blend, which warns and trains on the new data from the checkpoint's
+    sample count on."""
+    from megatron_grow.data.datasets import blend_change, data_blend
+
+    change = blend_change(common.get("data_blend"), data_blend(cfg))
+    if change is None:
+        return
+    at = common.get("consumed_samples", 0)
+    if not cfg.override_data_blend:
+        raise CheckpointError(f"--load {cfg.load}: the data differ from the checkpoint's (iteration {it}): the "
+                              f"checkpoint trained on {change}. Pass the checkpoint's data flags to continue on its "
+                              f"data, or add --override-data-blend to train on this run's data from sample {at} on")
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"warning: --override-data-blend: the checkpoint (iteration {it}) trained on {change}; training goes on "
+              f"with this run's data from sample {at} on", file=sys.stderr, flush=True)

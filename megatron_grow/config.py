@@ -135,7 +135,8 @@ class RunConfig:
     micro_batch_size: int = flag(4, "training", "samples per micro-batch on each data-parallel rank")
     global_batch_size: int | None = flag(None, "training", "samples per iteration over all ranks (micro-batch x DP "
                                          "x micro-batches)", "--micro-batch-size x data-parallel size")
-    train_iters: int = flag(100, "training", "training iterations")
+    train_iters: int | None = flag(None, "training", "training iterations",
+                                   "100, or --train-samples // --global-batch-size")
     seed: int = flag(1234, "training", "seed of the weights (each a function of seed and parameter name, in any "
                      "layout) and of the data order")
     optimizer: str = flag("adam", "optimizer", "adam (AdamW) or muon-nsgd (Muon on hidden matrices, normalised SGD "
@@ -219,13 +220,18 @@ class RunConfig:
                                      "(4@1050,8@1275:tp2: to 4 layers after iteration 1050, to 8 on TP2 after 1275)",
                                      "off")
     # data
-    data_path: str | None = flag(None, "data", ".bin/.idx prefix from tools/preprocess_data.py, or demo (the "
-                                 "bundled corpus)", "none; give it or --mock-data")
-    tokenizer_model: str | None = flag(None, "data", "SentencePiece model the data was preprocessed with",
+    data_path: list[str] | None = flag(None, "data", "one .bin/.idx prefix (tools/preprocess_data.py), several, or "
+                                       "weight-prefix pairs (0.3 web 0.7 code: sampling ratios; several without "
+                                       "weights: in proportion to their sizes, as Megatron-LM), divided by --split; "
+                                       "demo: the bundled corpus", "none; give it, --train-data-path or --mock-data")
+    tokenizer_model: str | None = flag(None, "data", "the tokenizer the data was preprocessed with: a SentencePiece "
+                                       ".model, an HF tokenizer.json or its directory, a tiktoken .json",
                                        "none; --data-path demo brings its own")
     mock_data: bool = flag(False, "data", "synthetic tokens (megatron-core's MockGPTDataset), no files")
-    split: str = flag("98,2,0", "data", "train,validation,test weights of the documents (the test part is unused)")
-    data_cache_path: str | None = flag(None, "data", "directory of the dataset index cache", "DATA_PATH/cache")
+    split: str | None = flag(None, "data", "--data-path: train,validation,test weights of each prefix's documents "
+                             "(the test part is unused); not with --train-data-path", "98,2,0 with --data-path")
+    data_cache_path: str | None = flag(None, "data", "directory of the dataset index cache (a subdirectory per "
+                                       "contents of the data files)", "the first prefix's PREFIX/cache")
     # eval
     eval_interval: int = flag(50, "metrics", "held-out loss every N iterations and at the last")
     eval_iters: int = flag(4, "metrics", "global batches per held-out evaluation (the same ones every time)")
@@ -253,6 +259,118 @@ class RunConfig:
                                     "growth to this file", "none")
     tensorboard_dir: str | None = flag(None, "metrics", "write the logged scalars for TensorBoard here", "none")
     progress: bool = flag(True, "metrics", "a progress bar on stderr")
+    # RoPE and norm constants, and Megatron-LM's architecture flags, checked against --model (models/__init__.py)
+    rotary_base: float | None = flag(None, "model", "RoPE base (theta)",
+                                     "the family's: llama3 500000, deepseek-v3 10000")
+    norm_epsilon: float | None = flag(None, "model", "epsilon of the RMSNorm / LayerNorm",
+                                      "the family's: llama3 and gpt2 1e-5, deepseek-v3 1e-6")
+    use_rope_scaling: bool = flag(False, "model", "LLaMA-3.1 RoPE scaling (rope_type llama3: low / high frequency "
+                                  "factors 1 / 4, original context 8192, as megatron-core fixes them)")
+    rope_scaling_factor: float = flag(8.0, "model", "--use-rope-scaling: its factor (Llama-3.1: 8, Llama-3.2: 32)")
+    rotary_percent: float = flag(1.0, "model", "fraction of each head's dimensions RoPE rotates (llama3; below 1 "
+                                 "cannot be exported to HF's LLaMA)")
+    swiglu: bool | None = flag(None, "model", "SwiGLU MLP: checked against --model (llama3, deepseek-v3: on; gpt2: "
+                               "off)", "the family's")
+    normalization: str | None = flag(None, "model", "checked against --model (gpt2: LayerNorm; llama3, deepseek-v3: "
+                                     "RMSNorm)", "the family's")
+    position_embedding_type: str | None = flag(None, "model", "checked against --model (gpt2: learned_absolute; "
+                                               "llama3, deepseek-v3: rope)", "the family's")
+    group_query_attention: bool | None = flag(None, "model", "grouped-query attention with --num-query-groups "
+                                              "(llama3); --no-group-query-attention: one KV head per query head",
+                                              "the family's")
+    disable_bias_linear: bool | None = flag(None, "model", "no biases in the linear layers: checked against --model "
+                                            "(llama3, deepseek-v3: none; gpt2: biases)", "the family's")
+    apply_layernorm_1p: bool = flag(False, "model", "norm scales stored as 1 + gamma, gamma starting at 0 "
+                                    "(megatron-core's layernorm_zero_centered_gamma); the same function")
+    use_mcore_models: bool = flag(False, "model", "accepted for Megatron-LM's scripts: models here are always "
+                                  "megatron-core's")
+    # monitoring (megatron_grow/monitor.py) and Megatron-LM's loop flags (training.py)
+    wandb_project: str | None = flag(None, "metrics", "log the metrics to Weights & Biases in this project (rank 0; "
+                                     "needs pip install wandb; WANDB_MODE=offline writes local files only)", "off")
+    wandb_exp_name: str | None = flag(None, "metrics", "the W&B run's name", "one wandb picks")
+    wandb_save_dir: str | None = flag(None, "metrics", "directory of W&B's local files", "--save/wandb, else ./wandb")
+    wandb_entity: str | None = flag(None, "metrics", "the W&B entity (team or user) of --wandb-project",
+                                    "your default entity")
+    log_throughput: bool = flag(False, "metrics", "log tflops_per_gpu: the iteration's model TFLOP/s per process "
+                                "(Megatron-LM's FLOPs count over step time x world size)")
+    profile: bool = flag(False, "metrics", "profile iterations --profile-step-start+1 .. --profile-step-end: with "
+                         "--use-pytorch-profiler a torch.profiler trace, else an Nsight Systems capture range (CUDA)")
+    profile_step_start: int = flag(10, "metrics", "--profile: start after this many iterations")
+    profile_step_end: int = flag(12, "metrics", "--profile: stop after this iteration (or at the run's end)")
+    profile_ranks: list[int] | None = flag(None, "metrics", "--profile: the global ranks to profile, e.g. 0 1",
+                                           "all ranks")
+    use_pytorch_profiler: bool = flag(False, "metrics", "--profile with torch.profiler (CPU and GPU): a Chrome trace "
+                                      "per rank in --tensorboard-dir/torch_profile")
+    manual_gc: bool = flag(False, "training", "Python's automatic garbage collection off while training; collected "
+                           "every --manual-gc-interval iterations and around evaluations")
+    manual_gc_interval: int = flag(0, "training", "--manual-gc: collect every N iterations (0: only around "
+                                   "evaluations)")
+    manual_gc_eval: bool = flag(True, "training", "--manual-gc: collect before each evaluation (all generations) "
+                                "and after it (the youngest)")
+    empty_unused_memory_level: int = flag(0, "training", "torch.cuda.empty_cache(): 1 after each forward-backward "
+                                          "and evaluation batch, 2 also after each optimizer step, 0 never (CPU: "
+                                          "nothing to free, no effect)")
+    # tokenizers (megatron_grow/data/tokenizer.py), Megatron-LM's names
+    tokenizer_type: str | None = flag(None, "data", "the tokenizer's kind (every one from local files)",
+                                      "inferred: a .model SentencePiece, a directory or .json HuggingFace, "
+                                      "--vocab-file/--merge-file GPT2BPE")
+    vocab_file: str | None = flag(None, "data", "GPT2BPETokenizer: GPT-2's vocab.json (encoder.json)", "none")
+    merge_file: str | None = flag(None, "data", "GPT2BPETokenizer: GPT-2's merges.txt (vocab.bpe)", "none")
+    tiktoken_pattern: str | None = flag(None, "data", "TikTokenizer: its split pattern, v1 or v2 (no effect on "
+                                        "other types)", "v2")
+    # dataset blends and data loading (megatron_grow/data/datasets.py)
+    train_data_path: list[str] | None = flag(None, "data", "the training data alone, in --data-path's forms (with "
+                                             "--valid-data-path; --split does not apply)", "none")
+    valid_data_path: list[str] | None = flag(None, "data", "the held-out data alone, in --data-path's forms", "none")
+    test_data_path: list[str] | None = flag(None, "data", "the test data alone, in --data-path's forms (checked, "
+                                            "unused)", "none")
+    mmap_bin_files: bool = flag(True, "data", "memory-map the .bin files (--no-mmap-bin-files: read each sample "
+                                "with file reads)")
+    num_workers: int = flag(0, "data", "worker processes reading the samples ahead (a torch DataLoader, the same "
+                            "batches in the same order); 0 reads them in the training process",
+                            "0 (Megatron-LM's is 2)")
+    create_attention_mask_in_dataloader: bool = flag(False, "data", "accepted for Megatron-LM's scripts: no mask is "
+                                                     "ever made here (attention is causal in the kernel)")
+    override_data_blend: bool = flag(False, "checkpoints", "resuming with data flags (prefixes, weights, --split, the "
+                                     "files' contents) that differ from the checkpoint's: train on the new blend "
+                                     "from the checkpoint's sample count on (else refused)")
+    # the rest of Megatron-LM's launch-script flags: the schedule in samples, decoupled LR, loss, precision,
+    # parallelism and checkpoint-format flags (megatron_grow/optim: schedule and LR groups; megatron_grow/finalize.py)
+    train_samples: int | None = flag(None, "training", "train on this many samples: --train-iters becomes "
+                                     "--train-samples // --global-batch-size (Megatron-LM's rule); the LR schedule "
+                                     "flags then count samples too", "off (--train-iters)")
+    lr_decay_iters: int | None = flag(None, "training", "iterations the LR decays over (then it stays at --min-lr; "
+                                      "wsd: its decay ends here)", "--train-iters")
+    lr_decay_samples: int | None = flag(None, "training", "with --train-samples: samples the LR decays over",
+                                        "--train-samples")
+    lr_warmup_samples: int | None = flag(None, "training", "with --train-samples: linear warmup samples",
+                                         "--lr-warmup-fraction x the decay length")
+    lr_wsd_decay_samples: int | None = flag(None, "training", "with --train-samples, wsd: samples of the final decay",
+                                            "--lr-wsd-decay-fraction x the decay length")
+    decoupled_lr: float | None = flag(None, "optimizer", "peak LR of the input embedding and output layer (their own "
+                                      "param group, as Megatron-LM's; muP does not scale it)", "--lr")
+    decoupled_min_lr: float | None = flag(None, "optimizer", "with --decoupled-lr: the LR its group decays to",
+                                          "--min-lr")
+    calculate_per_token_loss: bool = flag(False, "training", "loss and gradients averaged over the global batch's "
+                                          "loss tokens (all micro-batches and DP ranks), not per micro-batch")
+    cross_entropy_loss_fusion: bool = flag(False, "training", "megatron-core's fused vocab-parallel cross entropy "
+                                           "(native: torch.compile'd, compiled at the first step)")
+    grad_reduce_in_bf16: bool = flag(False, "parallelism", "with --bf16: accumulate and all-reduce gradients in bf16 "
+                                     "(megatron DDP's grad_reduce_in_fp32 off); no effect in fp32")
+    context_parallel_size: int = flag(1, "parallelism", "context-parallel size: only 1 (context parallelism is "
+                                      "refused, with the reason)")
+    attention_backend: str = flag("auto", "training", "attention kernels: auto, local and unfused run everywhere; "
+                                  "flash and fused are Transformer Engine's (CUDA)")
+    fp16: bool = flag(False, "training", "refused, with the reason (fp16 needs loss scaling; use --bf16)")
+    fp8_format: str | None = flag(None, "training", "FP8 layers (Transformer Engine on a CUDA GPU only)", "off")
+    fp8_amax_history_len: int = flag(1, "training", "with --fp8-format: amax history length")
+    fp8_amax_compute_algo: str = flag("most_recent", "training", "with --fp8-format: amax from the history")
+    fp8_param_gather: bool = flag(False, "training", "FP8 parameters gathered by megatron-core's distributed "
+                                  "optimizer: refused, with the reason")
+    ckpt_format: str = flag("torch_dist", "checkpoints", "checkpoint format: torch_dist only (megatron-core "
+                            "dist_checkpointing, resharded across layouts at load)")
+    step_batch_size_schedule: str | None = flag(None, "training", "a batch-size ramp: refused, with the reason "
+                                                "(the global batch is constant here)", "off")
     # not flags: set by finalize (world size, the --grow-at auto plan) and grown_config (the source depth)
     world_size: int = field(default=1, metadata=NOT_A_FLAG)
     grow_plan_text: str | None = field(default=None, metadata=NOT_A_FLAG)
@@ -274,28 +392,49 @@ class RunConfig:
     def num_micro_batches(self) -> int:
         return self.global_batch_size // (self.micro_batch_size * self.data_parallel_size)
 
-    @property
-    def warmup_iters(self) -> int:
-        return (self.lr_warmup_iters if self.lr_warmup_iters is not None
-                else int(self.lr_warmup_fraction * self.train_iters))
+    def in_iterations(self, samples: int) -> int | float:
+        """A length in samples (--train-samples' schedule flags) in iterations of --global-batch-size, exact (a
+        fraction where it does not divide: the LR then changes where Megatron-LM's, counted in samples, does)."""
+        q = samples / (self.global_batch_size or 1)  # (None: a layout problem is reported instead)
+        return int(q) if q == int(q) else q
 
     @property
-    def wsd_decay_iters(self) -> int:
+    def decay_iters(self) -> int | float:
+        """The iterations the LR decays over (--min-lr after them)."""
+        if self.lr_decay_samples is not None:
+            return self.in_iterations(self.lr_decay_samples)
+        return self.lr_decay_iters if self.lr_decay_iters is not None else self.train_iters
+
+    @property
+    def warmup_iters(self) -> int | float:
+        if self.lr_warmup_samples is not None:
+            return self.in_iterations(self.lr_warmup_samples)
+        return (self.lr_warmup_iters if self.lr_warmup_iters is not None
+                else int(self.lr_warmup_fraction * self.decay_iters))
+
+    @property
+    def wsd_decay_iters(self) -> int | float:
+        if self.lr_wsd_decay_samples is not None:
+            return self.in_iterations(self.lr_wsd_decay_samples)
         if self.lr_wsd_decay_iters is not None:
             return self.lr_wsd_decay_iters
-        return int(self.lr_wsd_decay_fraction * self.train_iters)
+        return int(self.lr_wsd_decay_fraction * self.decay_iters)
 
     @property
-    def wsd_stable_end(self) -> int:
+    def wsd_stable_end(self) -> int | float:
         """The last iteration before the WSD decay."""
-        return self.train_iters - self.wsd_decay_iters
+        return self.decay_iters - self.wsd_decay_iters
 
     def lr_schedule(self) -> dict:
         """The LR schedule these flags give, by the flags that set it (what a resume compares)."""
         out = {"lr": self.lr, "min_lr": self.min_lr, "lr_decay_style": self.lr_decay_style,
                "train_iters": self.train_iters, "lr_warmup_iters": self.warmup_iters, "weight_decay": self.weight_decay}
+        if self.decay_iters != self.train_iters:
+            out["lr_decay_iters"] = self.decay_iters
         if self.lr_decay_style == "wsd":
             out.update(lr_wsd_decay_iters=self.wsd_decay_iters, lr_wsd_decay_style=self.lr_wsd_decay_style)
+        if self.decoupled_lr is not None:
+            out.update(decoupled_lr=self.decoupled_lr, decoupled_min_lr=self.decoupled_min_lr)
         return out
 
 
@@ -323,6 +462,16 @@ CHOICES = {
     "moe_router_score_function": ["softmax", "sigmoid"],
     "moe_router_load_balancing_type": ["aux_loss", "seq_aux_loss", "none"],
     "moe_token_dispatcher_type": ["alltoall", "allgather"],
+    # (Megatron-LM's choices; finalize.py says which run here)
+    "attention_backend": ["auto", "local", "unfused", "flash", "fused"],
+    "fp8_format": ["e4m3", "hybrid"],
+    "fp8_amax_compute_algo": ["most_recent", "max"],
+    "ckpt_format": ["torch", "torch_dist", "torch_dcp", "fsdp_dtensor"],
+    "tokenizer_type": ["SentencePieceTokenizer", "HuggingFaceTokenizer", "GPT2BPETokenizer", "NullTokenizer",
+                       "TikTokenizer"],
+    "tiktoken_pattern": ["v1", "v2"],
+    "normalization": ["LayerNorm", "RMSNorm"],  # (Megatron-LM's choices; models/ says which family has which)
+    "position_embedding_type": ["learned_absolute", "rope", "yarn", "mrope", "relative", "none"],
 }
 
 
@@ -333,9 +482,11 @@ def flag_fields() -> list[dataclasses.Field]:
 
 def saved_config(saved: dict) -> RunConfig:
     """The flags a checkpoint was saved with (its common state's "config"), as a RunConfig; fields
-    a newer version added keep their defaults."""
-    flags = {f.name for f in flag_fields()}
-    return RunConfig(**{k: v for k, v in saved.items() if k in flags})
+    a newer version added keep their defaults; a flag that became a list (--data-path) takes an older
+    checkpoint's single value as a list of one."""
+    flags = {f.name: f.type for f in flag_fields()}
+    return RunConfig(**{k: [v] if flags[k].startswith("list[") and isinstance(v, str) else v
+                        for k, v in saved.items() if k in flags})
 
 
 def shown_default(f: dataclasses.Field) -> str:
@@ -360,8 +511,11 @@ def parser() -> argparse.ArgumentParser:
         if f.type in ("bool", "bool | None"):
             kind = {"action": argparse.BooleanOptionalAction}
         else:
-            typ = {"int": int, "int | None": int, "float": float, "float | None": float}.get(f.type, str)
+            typ = {"int": int, "int | None": int, "float": float, "float | None": float,
+                   "list[int] | None": int}.get(f.type, str)
             kind = {"type": typ, "choices": CHOICES.get(f.name), "metavar": {int: "N", float: "X"}.get(typ)}
+            if f.type.startswith("list["):  # Megatron-LM's nargs="+" flags (--profile-ranks 0 1)
+                kind["nargs"] = "+"
         action = groups[f.metadata["group"]].add_argument(flag_name(f), default=f.default, **kind)
         # (set afterwards: python 3.10's BooleanOptionalAction appends "(default: True)" to a help it is given)
         action.help = f"{f.metadata['help']} (default: {shown_default(f)})".replace("%", "%%")
@@ -421,14 +575,16 @@ def batch_problems(cfg: RunConfig) -> list[str]:
 def schedule_problems(cfg: RunConfig) -> list[str]:
     """The LR schedule's lengths."""
     P = []
-    warmup = cfg.warmup_iters
-    if warmup >= cfg.train_iters:
-        P.append(f"warmup of {warmup} iterations (--lr-warmup-iters / --lr-warmup-fraction) must be shorter "
-                 f"than --train-iters {cfg.train_iters}")
+    warmup, end = cfg.warmup_iters, cfg.decay_iters
+    length = (f"--train-iters {end}" if end == cfg.train_iters else
+              f"the LR decay's {end} iterations (--lr-decay-iters / --lr-decay-samples)")
+    if warmup >= end:
+        P.append(f"warmup of {warmup} iterations (--lr-warmup-iters / --lr-warmup-fraction / --lr-warmup-samples) "
+                 f"must be shorter than {length}")
     decay = cfg.wsd_decay_iters
-    if cfg.lr_decay_style == "wsd" and warmup + decay > cfg.train_iters:
-        P.append(f"--lr-decay-style wsd: warmup {warmup} + decay {decay} iterations exceed --train-iters "
-                 f"{cfg.train_iters}; shorten --lr-wsd-decay-iters / --lr-wsd-decay-fraction")
+    if cfg.lr_decay_style == "wsd" and warmup + decay > end:
+        P.append(f"--lr-decay-style wsd: warmup {warmup} + decay {decay} iterations exceed {length}; shorten "
+                 f"--lr-wsd-decay-iters / --lr-wsd-decay-samples / --lr-wsd-decay-fraction")
     if not 0 <= cfg.lr_warmup_fraction < 1:
         P.append(f"--lr-warmup-fraction {cfg.lr_warmup_fraction} must be in [0, 1)")
     if not 0 <= cfg.lr_wsd_decay_fraction <= 1:

@@ -59,9 +59,15 @@ def _pad_vocab(w: torch.Tensor, arch: dict) -> torch.Tensor:
     return torch.cat([w, w.new_zeros(arch["padded_vocab_size"] - w.shape[0], *w.shape[1:])])
 
 
+def _one_plus(arch: dict) -> float:
+    """What a norm scale of ours adds to become HF's: 1 with --apply-layernorm-1p (scale 1 + gamma), else 0."""
+    return 1.0 if arch.get("layernorm_zero_centered_gamma") else 0.0
+
+
 # How one of our tensors becomes HF's (export) and back (import). HF's side is one tensor, or a list.
 CONVERSIONS = {
     None: (lambda w, a: w, lambda w, a: w),
+    "norm": (lambda w, a: w + _one_plus(a), lambda w, a: w - _one_plus(a)),  # a norm's scale (gamma)
     "vocab": (lambda w, a: w[:a["vocab_size"]], _pad_vocab),  # drop / add the padding rows
     "t": (lambda w, a: w.t(), lambda w, a: w.t()),  # GPT-2's Conv1D holds [in, out]
     "qkv": (_qkv_split, lambda qkv, a: _qkv_join(*qkv, a)),
@@ -80,15 +86,15 @@ def _pairs(arch: dict) -> list[tuple[str, str | list[str], str | None]]:
     n = arch["num_layers"]
     if arch["family"] == "llama3":
         top = [("embedding.word_embeddings.weight", "model.embed_tokens.weight", "vocab"),
-               ("decoder.final_layernorm.weight", "model.norm.weight", None)]
+               ("decoder.final_layernorm.weight", "model.norm.weight", "norm")]
         if not arch["tied_embeddings"]:
             top.append(("output_layer.weight", "lm_head.weight", "vocab"))
         ours, theirs = "decoder.layers.{}.", "model.layers.{}."
-        layer = [("self_attention.linear_qkv.layer_norm_weight", "input_layernorm.weight", None),
+        layer = [("self_attention.linear_qkv.layer_norm_weight", "input_layernorm.weight", "norm"),
                  ("self_attention.linear_qkv.weight", ["self_attn.q_proj.weight", "self_attn.k_proj.weight",
                                                        "self_attn.v_proj.weight"], "qkv"),
                  ("self_attention.linear_proj.weight", "self_attn.o_proj.weight", None),
-                 ("mlp.linear_fc1.layer_norm_weight", "post_attention_layernorm.weight", None),
+                 ("mlp.linear_fc1.layer_norm_weight", "post_attention_layernorm.weight", "norm"),
                  ("mlp.linear_fc1.weight", ["mlp.gate_proj.weight", "mlp.up_proj.weight"], "gate_up"),
                  ("mlp.linear_fc2.weight", "mlp.down_proj.weight", None)]
     elif arch["family"] == "deepseek-v3":
@@ -96,16 +102,16 @@ def _pairs(arch: dict) -> list[tuple[str, str | list[str], str | None]]:
     else:
         top = [("embedding.word_embeddings.weight", "transformer.wte.weight", "vocab"),
                ("embedding.position_embeddings.weight", "transformer.wpe.weight", None),
-               ("decoder.final_layernorm.weight", "transformer.ln_f.weight", None),
+               ("decoder.final_layernorm.weight", "transformer.ln_f.weight", "norm"),
                ("decoder.final_layernorm.bias", "transformer.ln_f.bias", None)]
         ours, theirs = "decoder.layers.{}.", "transformer.h.{}."
-        layer = [("self_attention.linear_qkv.layer_norm_weight", "ln_1.weight", None),
+        layer = [("self_attention.linear_qkv.layer_norm_weight", "ln_1.weight", "norm"),
                  ("self_attention.linear_qkv.layer_norm_bias", "ln_1.bias", None),
                  ("self_attention.linear_qkv.weight", "attn.c_attn.weight", "qkv_fused_t"),
                  ("self_attention.linear_qkv.bias", "attn.c_attn.bias", "qkv_fused"),
                  ("self_attention.linear_proj.weight", "attn.c_proj.weight", "t"),
                  ("self_attention.linear_proj.bias", "attn.c_proj.bias", None),
-                 ("mlp.linear_fc1.layer_norm_weight", "ln_2.weight", None),
+                 ("mlp.linear_fc1.layer_norm_weight", "ln_2.weight", "norm"),
                  ("mlp.linear_fc1.layer_norm_bias", "ln_2.bias", None),
                  ("mlp.linear_fc1.weight", "mlp.c_fc.weight", "t"), ("mlp.linear_fc1.bias", "mlp.c_fc.bias", None),
                  ("mlp.linear_fc2.weight", "mlp.c_proj.weight", "t"), ("mlp.linear_fc2.bias", "mlp.c_proj.bias", None)]
@@ -121,16 +127,17 @@ def _deepseek_v3_pairs(arch: dict) -> list[tuple[str, str | list[str], str | Non
     from megatron_grow.models.deepseek_v3 import moe_layer_pattern
 
     top = [("embedding.word_embeddings.weight", "model.embed_tokens.weight", "vocab"),
-           ("decoder.final_layernorm.weight", "model.norm.weight", None)]
+           ("decoder.final_layernorm.weight", "model.norm.weight", "norm")]
     if not arch["tied_embeddings"]:
         top.append(("output_layer.weight", "lm_head.weight", "vocab"))
     q = ([("linear_q_down_proj", "q_a_proj"), ("q_layernorm", "q_a_layernorm"), ("linear_q_up_proj", "q_b_proj")]
          if arch["q_lora_rank"] else [("linear_q_proj", "q_proj")])
-    attention = [(f"self_attention.{o}.weight", f"self_attn.{t}.weight", None) for o, t in q + [
+    attention = [(f"self_attention.{o}.weight", f"self_attn.{t}.weight", "norm" if "norm" in o else None)
+                 for o, t in q + [
         ("linear_kv_down_proj", "kv_a_proj_with_mqa"), ("kv_layernorm", "kv_a_layernorm"),
         ("linear_kv_up_proj", "kv_b_proj"), ("linear_proj", "o_proj")]]
-    norms = [("input_layernorm.weight", "input_layernorm.weight", None),
-             ("pre_mlp_layernorm.weight", "post_attention_layernorm.weight", None)]
+    norms = [("input_layernorm.weight", "input_layernorm.weight", "norm"),
+             ("pre_mlp_layernorm.weight", "post_attention_layernorm.weight", "norm")]
 
     def mlp(ours, theirs):
         return [(f"{ours}.linear_fc1.weight", [f"{theirs}.gate_proj.weight", f"{theirs}.up_proj.weight"], "gate_up"),
@@ -196,49 +203,15 @@ def hf_config(arch: dict):
             hidden_size=arch["hidden_size"], intermediate_size=arch["ffn_hidden_size"],
             num_hidden_layers=arch["num_layers"], num_attention_heads=arch["num_attention_heads"],
             num_key_value_heads=arch["num_query_groups"], head_dim=arch["kv_channels"], hidden_act=arch["activation"],
-            rms_norm_eps=arch["norm_epsilon"], rope_theta=float(arch["rotary_base"]),
-            max_position_embeddings=arch["max_position_embeddings"], attention_bias=False, mlp_bias=False, **common)
+            rms_norm_eps=arch["norm_epsilon"], max_position_embeddings=arch["max_position_embeddings"],
+            rope_parameters={"rope_type": "default", "rope_theta": float(arch["rotary_base"]),
+                             **(arch.get("rope_scaling") or {})},
+            attention_bias=False, mlp_bias=False, **common)
     return GPT2Config(
         n_embd=arch["hidden_size"], n_inner=arch["ffn_hidden_size"], n_layer=arch["num_layers"],
         n_head=arch["num_attention_heads"], n_positions=arch["max_position_embeddings"],
         activation_function={"gelu_tanh": "gelu_new", "gelu": "gelu"}[arch["activation"]],
         layer_norm_epsilon=arch["norm_epsilon"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common)
-
-
-def hf_tokenizer(model_path: str):
-    """Our SentencePiece BPE ``.model`` (data/tokenizer.py trains them) as a transformers fast tokenizer
-    that gives the same ids: the pieces and merges in a byte-fallback BPE, spaces as U+2581 with one
-    prepended, as SentencePiece does with its identity normalizer."""
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2
-    from tokenizers import Tokenizer, decoders, models, normalizers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import SentencePieceExtractor
-
-    proto = sentencepiece_model_pb2.ModelProto()
-    with open(model_path, "rb") as f:
-        proto.ParseFromString(f.read())
-    norm, trainer = proto.normalizer_spec, proto.trainer_spec
-    unlike = [what for what, bad in [
-        ("not a BPE model", trainer.model_type != trainer.BPE), ("no byte fallback", not trainer.byte_fallback),
-        (f"normalizer {norm.name!r}, not 'identity'", norm.name != "identity"),
-        ("extra whitespace removed", norm.remove_extra_whitespaces), ("no dummy prefix", not norm.add_dummy_prefix),
-        ("pieces across whitespace", not trainer.split_by_whitespace)] if bad]
-    if unlike:
-        raise ConversionError(f"tokenizer {model_path}: no HF conversion for this kind of SentencePiece model "
-                          f"({', '.join(unlike)}); export without it (--no-tokenizer) and convert it yourself")
-    sp = spm.SentencePieceProcessor(model_file=model_path)
-    pieces = SentencePieceExtractor(model_path).extract(models.BPE)
-    unk = sp.id_to_piece(sp.unk_id())
-    tk = Tokenizer(models.BPE(vocab=pieces["vocab"], merges=pieces["merges"], unk_token=unk, byte_fallback=True,
-                              fuse_unk=True))
-    tk.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
-    tk.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                    decoders.Strip(" ", 1, 0)])
-    special = {name: sp.id_to_piece(i) for name, i in
-               [("bos_token", sp.bos_id()), ("eos_token", sp.eos_id()), ("unk_token", sp.unk_id()),
-                ("pad_token", sp.pad_id())] if i >= 0}
-    return PreTrainedTokenizerFast(tokenizer_object=tk, **special)
 
 
 def export_problems(common: dict) -> list[str]:
@@ -251,7 +224,10 @@ def export_problems(common: dict) -> list[str]:
         P.append(f"the {arch['family']} family has no export yet (supported: {', '.join(SUPPORTED)})")
     if cfg.get("mup"):
         P.append("it was trained with --mup, whose forward multipliers have no place in the HF model classes")
-    if arch["rotary_percent"] != 1.0 or arch["rotary_interleaved"] or arch["softmax_scale"] is not None:
+    if arch["rotary_percent"] != 1.0:
+        P.append(f"--rotary-percent {arch['rotary_percent']}: HF's {HF_CLASS.get(arch['family'])} rotates every "
+                 f"dimension of each head")
+    if arch["rotary_interleaved"] or arch["softmax_scale"] is not None:
         P.append("its RoPE or attention scale is not the HF class's")
     if arch["family"] == "gpt2" and arch["num_query_groups"] != arch["num_attention_heads"]:
         P.append("GPT-2 in HF has no grouped-query attention")
@@ -282,22 +258,36 @@ def _deepseek_v3_problems(arch: dict) -> list[str]:
     return P
 
 
-def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
+TOKENIZER_FIELDS = ("tokenizer_type", "tokenizer_model", "vocab_file", "merge_file")
+
+
+def export(path: str, out: str, tokenizer: dict | None = None) -> dict:
     """Write checkpoint iteration directory ``path`` as a HF model directory ``out``: model.safetensors,
-    config.json and, from SentencePiece ``tokenizer_model``, the tokenizer files. Returns the architecture.
-    Everything is checked before anything is written."""
+    config.json and the files of ``tokenizer`` (the tokenizer flags' fields, TOKENIZER_FIELDS, of any
+    type; data/tokenizer.py's save_tokenizer writes them as transformers' AutoTokenizer loads them).
+    Returns the architecture. Everything is checked before anything is written."""
+    from types import SimpleNamespace
+
     from safetensors.torch import save_file
 
     from megatron_grow import checkpointing
+    from megatron_grow.data.tokenizer import build_tokenizer, save_tokenizer
 
     common = checkpointing.read_common(path)
     problems = export_problems(common)
     if problems:
         raise ConversionError(f"cannot export {path}: " + "; ".join(problems))
     arch = common["architecture"]
-    tok = hf_tokenizer(tokenizer_model) if tokenizer_model else None
-    if tok is not None and len(tok) > arch["vocab_size"]:
-        raise ConversionError(f"tokenizer {tokenizer_model} has {len(tok)} tokens, the model {arch['vocab_size']}")
+    fields = None
+    if tokenizer:
+        fields = SimpleNamespace(**{**dict.fromkeys(TOKENIZER_FIELDS), **tokenizer, "vocab_size": arch["vocab_size"]})
+        try:
+            tok = build_tokenizer(fields)
+        except (OSError, ValueError) as e:
+            raise ConversionError(f"the tokenizer: {e}") from None
+        if tok.vocab_size > arch["vocab_size"]:
+            raise ConversionError(f"the tokenizer ({tok!r}) has {tok.vocab_size} tokens, the model "
+                                  f"{arch['vocab_size']}")
     config = hf_config(arch)
     config.architectures = [HF_CLASS[arch["family"]]]
     if common["config"].get("bf16"):  # the bf16 weights the run computed with (its fp32 masters stay behind)
@@ -308,9 +298,11 @@ def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
                    for key in list(sd) if key.endswith("mlp.router.weight")})
     weights = to_hf(sd, arch)
     os.makedirs(out, exist_ok=True)
-    if tok is not None:
-        tok.save_pretrained(out)
-        config.bos_token_id, config.eos_token_id = tok.bos_token_id, tok.eos_token_id
+    if fields is not None and save_tokenizer(fields, out):
+        from transformers import AutoTokenizer
+
+        written = AutoTokenizer.from_pretrained(out)  # (its ids as transformers reads the files)
+        config.bos_token_id, config.eos_token_id = written.bos_token_id, written.eos_token_id
     save_file({k: v.contiguous() for k, v in weights.items()}, os.path.join(out, "model.safetensors"),
               metadata={"format": "pt"})
     config.save_pretrained(out)
@@ -320,52 +312,65 @@ def export(path: str, out: str, tokenizer_model: str | None = None) -> dict:
 # ---- import: a HF model directory into a checkpoint -------------------------------------------------
 
 def flags_from_hf(c) -> tuple[list[str], list[str]]:
-    """(trainer flags, problems) for transformers config ``c``: the shapes become flags, and every
-    constant our family fixes must be the HF model's."""
-    from megatron_grow.models import FAMILIES
-
+    """(trainer flags, problems) for transformers config ``c``: the shapes, the norm epsilon and the RoPE
+    base and scaling become flags, and every constant our family fixes must be the HF model's."""
     kind = getattr(c, "model_type", None)
     if kind not in ("llama", "gpt2", "deepseek_v3"):
         return [], [f"model_type {kind!r}: only llama (-> llama3), gpt2 and deepseek_v3 (-> deepseek-v3) are imported"]
     family = {"llama": "llama3", "deepseek_v3": "deepseek-v3"}.get(kind, kind)
-    fam = FAMILIES[family]
-    P = [] if kind == "gpt2" else _rope_problems(c, fam["rotary_base"])
+    P, rope = [], []
+    if kind != "gpt2":
+        rope, P = _rope_flags(c, scaling=kind == "llama")
     extra = []  # (problems after the fixed constants')
     if kind == "deepseek_v3":
-        checks, flags, extra = _deepseek_v3_flags(c, fam)
+        checks, flags, extra = _deepseek_v3_flags(c)
     elif kind == "llama":
-        checks = [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]), ("hidden_act", c.hidden_act, "silu"),
-                  ("attention_bias", c.attention_bias, False), ("mlp_bias", c.mlp_bias, False)]
+        checks = [("hidden_act", c.hidden_act, "silu"), ("attention_bias", c.attention_bias, False),
+                  ("mlp_bias", c.mlp_bias, False)]
         flags = ["--model", "llama3", "--num-layers", c.num_hidden_layers, "--hidden-size", c.hidden_size,
                  "--ffn-hidden-size", c.intermediate_size, "--num-attention-heads", c.num_attention_heads,
                  "--num-query-groups", c.num_key_value_heads, "--kv-channels", c.head_dim,
-                 "--vocab-size", c.vocab_size, "--max-position-embeddings", c.max_position_embeddings]
+                 "--vocab-size", c.vocab_size, "--max-position-embeddings", c.max_position_embeddings,
+                 "--norm-epsilon", c.rms_norm_eps]
     else:
-        checks = [("layer_norm_epsilon", c.layer_norm_epsilon, fam["norm_epsilon"]),
-                  ("activation_function", c.activation_function, "gelu_new")]
+        checks = [("activation_function", c.activation_function, "gelu_new")]
         flags = ["--model", "gpt2", "--num-layers", c.n_layer, "--hidden-size", c.n_embd,
                  "--ffn-hidden-size", c.n_inner or 4 * c.n_embd, "--num-attention-heads", c.n_head,
-                 "--vocab-size", c.vocab_size, "--max-position-embeddings", c.n_positions]
+                 "--vocab-size", c.vocab_size, "--max-position-embeddings", c.n_positions,
+                 "--norm-epsilon", c.layer_norm_epsilon]
     P += [f"{what} {got!r}: {family} here has {want!r}" for what, got, want in checks if got != want] + extra
     tie = ("--no-" if c.tie_word_embeddings else "--") + "untie-embeddings-and-output-weights"
-    return [str(x) for x in flags] + [tie], P
+    return [_flag_text(x) for x in flags + rope] + [tie], P
 
 
-def _rope_problems(c, base) -> list[str]:
-    rope = (getattr(c, "rope_parameters", None) or {})
+def _flag_text(x) -> str:
+    """A flag's value as the command line takes it (500000.0 -> 500000)."""
+    return str(int(x)) if isinstance(x, float) and x.is_integer() and abs(x) < 1e15 else str(x)
+
+
+def _rope_flags(c, scaling: bool) -> tuple[list, list[str]]:
+    """(--rotary-base and, with ``scaling``, LLaMA-3.1's RoPE scaling flags; problems) of HF config ``c``:
+    what megatron-core's RotaryEmbedding cannot apply is refused naming the field."""
+    from megatron_grow.models.llama3 import ROPE_SCALING
+
+    rope = dict(getattr(c, "rope_parameters", None) or {})
     theta = rope.get("rope_theta", getattr(c, "rope_theta", None))
-    P = []
-    if rope.get("rope_type", "default") != "default":
-        P.append(f"RoPE scaling {rope.get('rope_type')!r}: ours is plain RoPE (rope_type 'default')")
-    if theta != base:
-        P.append(f"rope_theta {theta}: ours is {base}")
-    return P
+    kind = rope.get("rope_type", "default")
+    flags = ["--rotary-base", theta]
+    if kind == "default":
+        return flags, []
+    if not scaling or kind != "llama3":
+        what = "plain RoPE or LLaMA-3.1's scaling (rope_type 'llama3')" if scaling else "plain RoPE"
+        return flags, [f"rope_parameters.rope_type {kind!r}: megatron-core applies {what} here"]
+    P = [f"rope_parameters.{k} {rope.get(k)!r}: megatron-core's LLaMA-3.1 RoPE scaling fixes it at {v!r}"
+         for k, v in ROPE_SCALING.items() if rope.get(k) != v]
+    return flags + ["--use-rope-scaling", "--rope-scaling-factor", float(rope["factor"])], P
 
 
-def _deepseek_v3_flags(c, fam: dict) -> tuple[list[tuple], list, list[str]]:
+def _deepseek_v3_flags(c) -> tuple[list[tuple], list, list[str]]:
     """(fixed constants as (field, HF's, ours), trainer flags, other problems) of a HF DeepseekV3 config."""
     k, groups, group_topk = c.num_experts_per_tok, c.n_group or 1, c.topk_group or 1
-    checks = [("rms_norm_eps", c.rms_norm_eps, fam["norm_epsilon"]), ("hidden_act", c.hidden_act, "silu"),
+    checks = [("hidden_act", c.hidden_act, "silu"),
               ("attention_bias", c.attention_bias, False), ("rope_interleave", c.rope_interleave, True),
               ("norm_topk_prob", c.norm_topk_prob, k > 1)]
     P = []
@@ -385,7 +390,7 @@ def _deepseek_v3_flags(c, fam: dict) -> tuple[list[tuple], list, list[str]]:
              "--moe-first-dense-layers", c.first_k_dense_replace, "--moe-layer-freq", 1,
              "--moe-router-score-function", "sigmoid", "--moe-router-enable-expert-bias",
              "--moe-router-topk-scaling-factor", c.routed_scaling_factor,
-             "--moe-router-num-groups", groups, "--moe-router-group-topk", group_topk]
+             "--moe-router-num-groups", groups, "--moe-router-group-topk", group_topk, "--norm-epsilon", c.rms_norm_eps]
     return checks, flags, P
 
 

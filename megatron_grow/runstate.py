@@ -13,6 +13,7 @@ from megatron.core.distributed import DistributedDataParallel, DistributedDataPa
 from megatron.core.transformer.module import Float16Module
 
 from megatron_grow import checkpointing, flops
+from megatron_grow.data.datasets import data_blend
 from megatron_grow.models import architecture, build_model
 from megatron_grow.optim import Optimizer, build_scheduler
 
@@ -53,12 +54,19 @@ def build_state(cfg, device: torch.device) -> State:
     """Model (wrapped in megatron DDP), optimizer and scheduler for the current parallel layout."""
     tp, pp = cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size
     model = build_model(cfg, tp, pp, device)
+    # --calculate-per-token-loss (read by DDP below and by the schedule) and --cross-entropy-loss-fusion (read by
+    # the model's loss): megatron-core's, as Megatron-LM sets them
+    model.config.calculate_per_token_loss = cfg.calculate_per_token_loss
+    model.config.cross_entropy_loss_fusion = cfg.cross_entropy_loss_fusion
+    model.config.cross_entropy_fusion_impl = "native"  # (Megatron-LM's default)
     # bf16 as Megatron-LM runs it: megatron-core's Float16Module casts every parameter and buffer to bf16
     # (norms and GPT-2's position embeddings too; megatron's router keeps its expert bias in fp32) and
-    # returns the last stage's output in fp32; DDP reduces the grads in fp32, our optimizer keeps fp32 masters
+    # returns the last stage's output in fp32; DDP reduces the grads in fp32 (--grad-reduce-in-bf16: in bf16), our
+    # optimizer keeps fp32 masters
     ddp = DistributedDataParallel(
         config=model.config,
-        ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=cfg.overlap_grad_reduce,
+        ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=not (cfg.bf16 and cfg.grad_reduce_in_bf16),
+                                                 overlap_grad_reduce=cfg.overlap_grad_reduce,
                                                  bucket_size=cfg.ddp_bucket_size, use_distributed_optimizer=False),
         module=Float16Module(model.config, model) if cfg.bf16 else model,
     )
@@ -80,8 +88,9 @@ def common_state(cfg, state: State) -> dict:
     return {"consumed_samples": state.consumed_samples, "ledger": dict(state.ledger),
             "skipped_steps": state.skipped_steps, "layout": cfg.layout,
             "num_layers": cfg.num_layers, "family": cfg.model, "architecture": architecture(cfg),
+            "data_blend": data_blend(cfg),  # (what a resume compares: checkpointing.blend_problems)
             "config": {k: v for k, v in dataclasses.asdict(cfg).items()
-                       if isinstance(v, (int, float, str, bool, type(None)))}}
+                       if isinstance(v, (int, float, str, bool, list, type(None)))}}
 
 
 def load_checkpoint(cfg, state: State) -> None:

@@ -21,7 +21,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_grow import checkpointing, flops, memory
 from megatron_grow.lifetime import STOP_SIGNALS, die_with_parent
-from megatron_grow.monitor import Monitor
+from megatron_grow.monitor import LoopHooks, Monitor, empty_unused_memory
 from megatron_grow.platform import collective_device
 from megatron_grow.runstate import State, common_state
 from megatron_grow.telemetry import GpuTelemetry
@@ -72,25 +72,29 @@ class Diverged(RuntimeError):
     weights hold non-finite values at a save."""
 
 
-def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor, per_token: bool = False):
     losses = output_tensor.float()
+    if per_token:  # --calculate-per-token-loss: the token sum and count; megatron-core's schedule and
+        # finalize_model_grads divide the gradients by the global batch's loss tokens (over micro-batches and DP)
+        loss, tokens = torch.sum(losses.view(-1) * loss_mask.view(-1)), loss_mask.sum().to(torch.int)
+        return loss, tokens, {"lm_loss": loss.detach().clone(), "tokens": tokens.detach().clone()}
     loss = torch.sum(losses.view(-1) * loss_mask.view(-1)) / loss_mask.sum().clamp(min=1)
     # The schedule divides the returned loss in place: report a clone.
     return loss, {"lm_loss": loss.detach().clone()}
 
 
-def _forward_step(device, data_iterator, model):
+def _forward_step(device, per_token, data_iterator, model):
     batch = next(data_iterator)
     tokens, labels = batch["tokens"].to(device), batch["labels"].to(device)
     output = model(tokens, batch["position_ids"].to(device), None, labels=labels)
-    return output, partial(_loss_func, batch["loss_mask"].to(device))
+    return output, partial(_loss_func, batch["loss_mask"].to(device), per_token=per_token)
 
 
 def run_microbatches(cfg, state: State, data_iterator, device, forward_only: bool) -> list[dict]:
     """One global batch through forward(+backward); returns the micro-batch losses (tensors, last stage)."""
     fb = get_forward_backward_func()
     return fb(
-        forward_step_func=partial(_forward_step, device), data_iterator=data_iterator,
+        forward_step_func=partial(_forward_step, device, cfg.calculate_per_token_loss), data_iterator=data_iterator,
         model=[state.model], num_microbatches=cfg.num_micro_batches, seq_length=cfg.seq_length,
         micro_batch_size=cfg.micro_batch_size, decoder_seq_length=cfg.seq_length, forward_only=forward_only,
     )
@@ -98,11 +102,12 @@ def run_microbatches(cfg, state: State, data_iterator, device, forward_only: boo
 
 def reduce_losses(losses: list, counts: list[float] = ()) -> torch.Tensor:
     """[sum of the micro-batch losses, their number, *counts] summed over all ranks: one all-reduce and
-    no read back (the last stage's first TP rank gives the losses, every rank its ``counts``)."""
+    no read back (the last stage's first TP rank gives the losses, every rank its ``counts``). With
+    --calculate-per-token-loss: [sum of the token losses, the loss tokens, *counts]."""
     total = torch.zeros(2 + len(counts), dtype=torch.float64, device=collective_device())
     if ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0 and losses:
         total[0] = torch.stack([x["lm_loss"] for x in losses]).double().sum()
-        total[1] = len(losses)
+        total[1] = sum(x["tokens"] for x in losses) if "tokens" in losses[0] else len(losses)
     if counts:
         total[2:] = torch.tensor(counts, dtype=torch.float64)
     dist.all_reduce(total)
@@ -126,6 +131,7 @@ def train_step(cfg, state: State, data_iterator, device, stops: StopRequests | N
     state.model.zero_grad_buffer()
     total = reduce_losses(run_microbatches(cfg, state, data_iterator, device, forward_only=False),
                           stops.local_counts() if stops else [])
+    empty_unused_memory(cfg, 1)
     norm = state.optimizer.grad_sq().sum().sqrt()
     values = torch.cat([total, norm.to(total).view(1)]).tolist()
     loss, grad_norm = values[0] / values[1], values[-1]
@@ -136,6 +142,7 @@ def train_step(cfg, state: State, data_iterator, device, stops: StopRequests | N
         state.optimizer.step(state.iteration, grad_norm)
         state.recent_losses.append(loss)
     state.scheduler.step(increment=1)
+    empty_unused_memory(cfg, 2)
     if state.expert_load is not None:
         from megatron_grow.models.moe import clear_aux_loss_tracker
 
@@ -159,8 +166,10 @@ def evaluate(cfg, state: State, make_valid_iterator, device) -> float:
     """Mean held-out loss over --eval-iters fixed global batches (the same batches every time)."""
     state.model.eval()
     it = make_valid_iterator()
-    loss = sum(average_loss(run_microbatches(cfg, state, it, device, forward_only=True))
-               for _ in range(cfg.eval_iters))
+    loss = 0.0
+    for _ in range(cfg.eval_iters):
+        loss += average_loss(run_microbatches(cfg, state, it, device, forward_only=True))
+        empty_unused_memory(cfg, 1)
     state.model.train()
     return loss / cfg.eval_iters
 
@@ -239,6 +248,7 @@ class Trainer:
 
         self.cfg, self.state, self.data, self.device = cfg, state, data, device
         self.mon = Monitor(cfg, dist.get_rank(), state.iteration)
+        self.hooks = LoopHooks(cfg, dist.get_rank(), device)  # --profile, --manual-gc
         self.gpus = GpuTelemetry(device, cfg.bf16)
         self.tau = grow_iteration(cfg)
         self.result = Result(cfg, state)
@@ -274,14 +284,17 @@ class Trainer:
     def run(self) -> Result:
         t_start = time.time()
         stops = StopRequests(self.cfg, self.device)  # (a signal or the time limit, seen by every rank at a step)
+        self.hooks.start()
         try:
             while self.state.iteration < self.cfg.train_iters:
+                self.hooks.before_iteration(self.state.iteration)
                 self.grow_if_due()
                 step = self.step(stops)
                 self.account(step)
                 self.log(step)
                 self.stop_if_diverged(step)
                 self.mon.advance()
+                self.hooks.after_iteration(self.state.iteration)
                 self.evaluate_if_due()
                 self.save_if_due()
                 if self.stop_at_exit_interval():
@@ -289,6 +302,7 @@ class Trainer:
                 self.stop_if_asked(stops)
         finally:
             stops.restore()
+            self.hooks.close()
         self.save_unless_saved()
         self.result.seconds = time.time() - t_start
         self.result.cfg, self.result.state = self.cfg, self.state
@@ -350,6 +364,7 @@ class Trainer:
                       "pp": cfg.pipeline_model_parallel_size, "dp": cfg.data_parallel_size,
                       "tokens": self.tokens_per_iter, **self.flops_per_iter, "step_time_s": step.seconds,
                       "tokens_per_s": self.tokens_per_iter / step.seconds, **state.ledger, **moe,
+                      **self.mon.throughput_fields(self.flops_per_iter["flops"], step.seconds, cfg.world_size),
                       **({"lr_new_layers": new_lr} if new_lr is not None else {}),
                       **({"skipped": step.skipped} if step.skipped else {}), "skipped_steps": state.skipped_steps,
                       **gpus})
@@ -369,7 +384,9 @@ class Trainer:
         cfg, state = self.cfg, self.state
         if state.iteration % cfg.eval_interval and state.iteration != cfg.train_iters:
             return
+        self.hooks.before_eval()
         val = evaluate(cfg, state, self.data.valid_iterator, self.device)
+        self.hooks.after_eval()
         self.result.val_loss = val
         self.mon.log({"iter": state.iteration, "consumed_samples": state.consumed_samples, "val_loss": val})
         self.mon.print(f"iter {state.iteration}: val_loss {val:.4f}")

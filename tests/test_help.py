@@ -52,7 +52,8 @@ def test_help_lists_every_flag_with_help_and_default_by_group():
     res = run([sys.executable, "-m", "megatron_grow.train", "--help"], timeout=240, env={"COLUMNS": "1000"})
     text = res.stdout[res.stdout.index("usage:"):]
     flat = " ".join(text.split())
-    assert re.search(r"--train-iters N\s+training iterations \(default: 100\)", text)
+    assert re.search(r"--train-iters N\s+training iterations \(default: 100, or --train-samples // "
+                     r"--global-batch-size\)", text)
     assert "--progress, --no-progress a progress bar on stderr (default: on)" in flat
     assert "--weight-decay X decoupled weight decay (not on norms and biases) (default: 0.1 for adam, 0.01 for " \
            "muon-nsgd)" in flat

@@ -73,11 +73,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
     torchrun(1, [*moe, "--moe-router-score-function", "softmax", "--no-moe-router-enable-expert-bias",
                  "--save", str(ck)])
 
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("export_hf", f"{ROOT}/tools/export_hf.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _tool("export_hf")
 
     def export(*extra):  # the tool's main in this process: its message is the exit code
         with pytest.raises(SystemExit) as e:
@@ -99,6 +95,16 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
     common.write_bytes(common.read_bytes()[:100])
     assert f"{common}: RuntimeError" in export("--out", tmp_path / "e")
     assert not any((tmp_path / n).exists() for n in "abcde")
+
+
+def _tool(name: str):
+    """tools/NAME.py as a module, to run its main in this process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, f"{ROOT}/tools/{name}.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 
 
 def _random_hf_model(family: str, directory):
@@ -173,18 +179,31 @@ def test_import_gives_the_hf_models_logits_and_grows(tmp_path, family):
 
 
 def test_import_refuses_what_differs():
-    """A HF model whose fixed constants are not the family's is refused, naming each field."""
+    """A HF model whose fixed constants are not the family's, or whose RoPE megatron-core cannot apply, is
+    refused, naming each field."""
     from transformers import DeepseekV3Config, GPT2Config, LlamaConfig
 
     from megatron_grow import hf
 
-    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-               "original_max_position_embeddings": 8192}
-    _, problems = hf.flags_from_hf(LlamaConfig(rms_norm_eps=1e-6, rope_theta=10000.0, hidden_act="gelu",
-                                               rope_scaling=scaling))
-    assert any("RoPE scaling 'llama3'" in p for p in problems), problems
-    assert any("rms_norm_eps 1e-06" in p for p in problems) and any("rope_theta 10000" in p for p in problems)
-    assert any("hidden_act 'gelu'" in p for p in problems)
+    scaling = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 2.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 4096}
+    _, problems = hf.flags_from_hf(LlamaConfig(hidden_act="gelu", rope_parameters=scaling,
+                                               max_position_embeddings=16384))
+    assert problems == ["rope_parameters.low_freq_factor 2.0: megatron-core's LLaMA-3.1 RoPE scaling fixes it at 1.0",
+                        "rope_parameters.original_max_position_embeddings 4096: megatron-core's LLaMA-3.1 RoPE "
+                        "scaling fixes it at 8192", "hidden_act 'gelu': llama3 here has 'silu'"], problems
+    _, problems = hf.flags_from_hf(LlamaConfig(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}))
+    assert problems == ["rope_parameters.rope_type 'yarn': megatron-core applies plain RoPE or LLaMA-3.1's scaling "
+                        "(rope_type 'llama3') here"], problems
+    # (the values megatron-core 0.16's RotaryEmbedding applies, whatever it is given)
+    import inspect
+
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+
+    from megatron_grow.models.llama3 import ROPE_SCALING
+
+    fixed = inspect.signature(RotaryEmbedding._apply_scaling).parameters
+    assert all(fixed[k].default == v for k, v in ROPE_SCALING.items())
     _, problems = hf.flags_from_hf(GPT2Config(activation_function="gelu"))
     assert problems == ["activation_function 'gelu': gpt2 here has 'gelu_new'"]
     assert hf.flags_from_hf(type("C", (), {"model_type": "mistral"})())[1][0].startswith("model_type 'mistral'")
@@ -230,3 +249,172 @@ def test_export_refuses_what_hf_cannot_express():
     assert "--moe-layer-freq 2" in problems[0] and "(--moe-router-topk 2 / --moe-router-group-topk 2)" in problems[1]
     assert problems[2].startswith("--moe-shared-expert-intermediate-size 0")
     assert not hf.export_problems({"architecture": architecture(cfg_for("deepseek-v3", preset="small")), "config": {}})
+
+
+ROPE_3_1 = {"rope_type": "llama3", "rope_theta": 500000.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}
+LLAMAS = {  # transformers' LlamaConfig fields of each shape beyond the tiny sizes; our flags beyond import's
+    "llama-2": (dict(rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, rms_norm_eps=1e-6,
+                     num_key_value_heads=4, tie_word_embeddings=False), ["--apply-layernorm-1p"]),
+    "llama-3.1": (dict(rope_parameters={**ROPE_3_1, "factor": 8.0}, rms_norm_eps=1e-5, num_key_value_heads=2,
+                       tie_word_embeddings=False), []),
+    "llama-3.2": (dict(rope_parameters={**ROPE_3_1, "factor": 32.0}, rms_norm_eps=1e-5, num_key_value_heads=2,
+                       tie_word_embeddings=True), []),
+}
+
+
+def _random_llama(shape: str):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, max_position_embeddings=16384, **LLAMAS[shape][0]))
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():  # (norm scales around 1, so that 1 + gamma shows)
+            p.copy_((1 if p.dim() == 1 else 0) + 0.1 * torch.randn(p.shape, generator=gen))
+    return model.eval()
+
+
+@pytest.mark.parametrize("shape", LLAMAS)
+def test_every_llama_gives_transformers_logits(world, shape):
+    """A random tiny Llama-2-shaped (RoPE base 10000, eps 1e-6, MHA; imported here into an --apply-layernorm-1p
+    model: norm scales stored as gamma - 1), Llama-3.1-shaped (llama3 RoPE scaling, factor 8) and Llama-3.2-shaped
+    (factor 32, tied embeddings) model: imported with the flags flags_from_hf gives, our model's logits on 256
+    tokens equal transformers' within 1e-5; exported back (hf_config + to_hf), transformers' model of our
+    config gives them too and its config holds the RoPE base, eps and scaling. Without the scaling our
+    logits differ (the sequence is long enough for the low frequencies to matter)."""
+    import dataclasses
+
+    from transformers import LlamaForCausalLM
+
+    from megatron_grow import config, hf
+    from megatron_grow.finalize import finalize
+    from megatron_grow.models import architecture, build_model
+
+    src = _random_llama(shape)
+    flags, problems = hf.flags_from_hf(src.config)
+    assert not problems, problems
+    cfg = finalize(config.parse_args([*flags, *LLAMAS[shape][1], "--mock-data", "--seq-length", "256",
+                                      "--device", "cpu"]), 1, "cpu")
+    theirs = {k: v.clone() for k, v in src.state_dict().items() if not (k == "lm_head.weight" and
+                                                                      src.config.tie_word_embeddings)}
+    ours = hf.from_hf(theirs, architecture(cfg))
+    tokens = torch.randint(0, 300, (1, 256), generator=torch.Generator().manual_seed(0))
+    positions = torch.arange(256).unsqueeze(0)
+
+    def logits(c):
+        model = build_model(c, 1, 1, torch.device("cpu")).eval()
+        hf.load_into(model, ours)
+        with torch.no_grad():
+            return model(tokens, positions, None)[..., :300]
+
+    with torch.no_grad():
+        want = src(tokens).logits
+    got = logits(cfg)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got - want).abs().max()
+
+    arch = architecture(cfg)
+    back = LlamaForCausalLM(hf.hf_config(arch)).eval()
+    back.load_state_dict(hf.to_hf(ours, arch), strict=False)  # (a tied head has no weight of its own)
+    assert back.config.rope_parameters == src.config.rope_parameters
+    assert back.config.rms_norm_eps == src.config.rms_norm_eps
+    assert back.config.tie_word_embeddings == src.config.tie_word_embeddings
+    with torch.no_grad():
+        again = back(tokens).logits
+    assert torch.allclose(again, want, rtol=1e-5, atol=1e-5), (again - want).abs().max()
+    if cfg.use_rope_scaling:
+        plain = logits(dataclasses.replace(cfg, use_rope_scaling=False))
+        assert (plain - want).abs().max() > 1e-3
+    else:  # --apply-layernorm-1p: stored as gamma - 1, the same function
+        assert cfg.apply_layernorm_1p and torch.allclose(ours["decoder.final_layernorm.weight"] + 1,
+                                                         theirs["model.norm.weight"])
+
+
+def test_layernorm_1p_is_the_same_function_at_init(world):
+    """--apply-layernorm-1p stores each norm scale as gamma with scale 1 + gamma: its init (gamma 0) computes
+    what the plain model's (scale 1) does, bit for bit."""
+    from megatron_grow.models import build_model
+
+    tokens = torch.randint(0, 1000, (2, 32), generator=torch.Generator().manual_seed(0))
+    out = {}
+    for one_p in (False, True):
+        cfg = cfg_for("llama3", vocab_size=1000, seq_length=32, **({"apply_layernorm_1p": True} if one_p else {}))
+        model = build_model(cfg, 1, 1, torch.device("cpu")).eval()
+        norms = [p for n, p in model.named_parameters() if "norm" in n]
+        assert norms and all(torch.all(p == (0 if one_p else 1)) for p in norms)
+        with torch.no_grad():
+            out[one_p] = model(tokens, torch.arange(32).expand_as(tokens), None)
+    assert torch.equal(out[False], out[True])
+
+
+def test_import_carries_the_tokenizer_through_training_and_export(tmp_path):
+    """A Llama-3.2-shaped HF model with its own tokenizer.json (a real byte-level BPE, trained here with the
+    tokenizers library): tools/import_hf.py copies the tokenizer into CKPT/tokenizer; a run with --load CKPT
+    and data preprocessed with that tokenizer trains with no tokenizer flag; tools/export_hf.py of the run
+    writes the tokenizer (AutoTokenizer gives our ids, its EOS is the model config's) and the RoPE scaling."""
+    import json
+    from types import SimpleNamespace
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoConfig, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from megatron_grow import checkpointing, config
+    from megatron_grow.data import resolve_data_flags
+    from megatron_grow.data.corpus import documents
+    from megatron_grow.data.preprocess import encode_to_indexed
+    from megatron_grow.data.tokenizer import build_tokenizer
+
+    docs = list(documents(max_chars=150_000))
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer, tk.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    tk.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|end_of_text|>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    src = tmp_path / "src"
+    PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|end_of_text|>").save_pretrained(src)
+    ours = build_tokenizer(SimpleNamespace(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(src),
+                                           vocab_file=None, merge_file=None, vocab_size=None))
+    LlamaForCausalLM(LlamaConfig(vocab_size=ours.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                 num_attention_heads=4, max_position_embeddings=16384,
+                                 **LLAMAS["llama-3.2"][0])).save_pretrained(src)
+    data = tmp_path / "data"
+    encode_to_indexed(docs, ours, str(data))
+
+    ck, out = tmp_path / "ck", tmp_path / "hf"
+    problems = []
+    _tool("import_hf").carried_tokenizer(str(src), 300, problems)
+    assert problems == [f"its tokenizer has {ours.vocab_size} tokens, the model's vocab_size is 300"], problems
+    res = run([sys.executable, "tools/import_hf.py", "--hf", f"{src}/", "--save", str(ck)])
+    assert "its tokenizer (HuggingFaceTokenizer) is in" in res.stdout and (ck / "tokenizer" / "tokenizer.json").exists()
+    flags = res.stdout.split("train it with: ")[1].split(" --optimizer")[0].split()
+    assert "--use-rope-scaling" in flags and flags[flags.index("--rope-scaling-factor") + 1] == "32"
+    for given, want in [([], str(ck / "tokenizer")), (["--tokenizer-model", f"{src}/tokenizer.json"],
+                                                     f"{src}/tokenizer.json")]:  # (a tokenizer flag given wins)
+        cfg = config.parse_args([*flags, "--load", str(ck), "--data-path", str(data), *given])
+        resolve_data_flags(cfg)
+        assert (cfg.tokenizer_type, cfg.tokenizer_model) == ("HuggingFaceTokenizer", want)
+    torchrun(1, [*flags, "--load", str(ck), "--save", str(tmp_path / "run"), "--data-path", str(data),
+                 "--seq-length", "32", "--micro-batch-size", "2", "--global-batch-size", "2", "--train-iters", "2",
+                 "--eval-iters", "1", "--lr-warmup-iters", "0", "--no-progress"])
+    saved = checkpointing.read_common(str(tmp_path / "run" / "iter_0000002"))["config"]
+    assert saved["tokenizer_model"] == str(ck / "tokenizer") and saved["tokenizer_type"] == "HuggingFaceTokenizer"
+    _tool("export_hf").main(["--load", str(tmp_path / "run"), "--out", str(out)])  # (in this process: no torch start)
+    theirs, text = AutoTokenizer.from_pretrained(out), "\n".join(docs[:3]) + " \u00e9t\u00e9 \U0001f600  x"
+    assert theirs.encode(text, add_special_tokens=False) == ours.tokenize(text)
+    assert theirs.eos_token_id == ours.eod == AutoConfig.from_pretrained(out).eos_token_id
+    rope = json.loads((out / "config.json").read_text())["rope_parameters"]
+    assert rope == {**ROPE_3_1, "factor": 32.0}, rope
+
+
+def test_resume_with_other_rope_or_norm_constants_is_refused():
+    """The RoPE and norm flags define the function the weights compute: a resume with other values than the
+    checkpoint's is refused naming them (a checkpoint from before they were flags is not)."""
+    from megatron_grow import checkpointing
+
+    cfg = cfg_for("llama3", rotary_base=10000, use_rope_scaling=True)
+    saved = {"rotary_base": 500000.0, "use_rope_scaling": False, "norm_epsilon": 1e-5, "apply_layernorm_1p": False}
+    with pytest.raises(checkpointing.CheckpointError) as e:
+        checkpointing.shape_problems(cfg, {"config": saved}, 5)
+    assert "saved with --rotary-base 500000.0, --use-rope-scaling False; this run has --rotary-base 10000.0, " \
+           "--use-rope-scaling True" in str(e.value), str(e.value)
+    checkpointing.shape_problems(cfg_for("llama3"), {"config": saved}, 5)
+    checkpointing.shape_problems(cfg, {"config": {}}, 5)

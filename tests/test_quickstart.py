@@ -9,7 +9,7 @@ from conftest import ROOT, losses, read_metrics, run
 
 def test_quickstart_runs_on_the_demo_corpus(tmp_path):
     res = run(["bash", os.path.join(ROOT, "scripts", "run.sh"), "--train-iters", "12", "--eval-interval", "6",
-               "--eval-iters", "2", "--tensorboard-dir", str(tmp_path / "tb")],
+               "--eval-iters", "2"],
               timeout=600, env={"RUN_DIR": str(tmp_path)})
     assert "done: llama3 4 layers, iteration 12" in res.stdout and "grew 1 -> 4 layers" in res.stdout
     assert f"tools/export_hf.py --load {tmp_path}/ckpt" in res.stdout  # the next commands
@@ -24,7 +24,8 @@ def test_quickstart_runs_on_the_demo_corpus(tmp_path):
                 "tokens", "flops", "flops_6n", "flops_6n_nonemb", "cum_flops", "cum_tokens", "step_time_s"):
         assert key in rec, key
     assert (rec["num_layers"], rec["dp"], rec["tokens"]) == (1, 2, 16 * 128)
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
+    assert f"tensorboard --logdir {tmp_path}/tensorboard" in res.stdout
     assert open(tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read() == "12"
     png = tmp_path / "m.png"
     out = run([sys.executable, "tools/plot_metrics.py", str(tmp_path / "metrics.jsonl"), "--out", str(png)])

@@ -104,6 +104,23 @@ def test_data_path_without_files(tmp_path):
     assert any("--tokenizer-model" in p and "not found" in p for p in found)
 
 
+def test_one_data_source_and_a_vocabulary_that_holds_the_tokenizer():
+    """--mock-data beside data files is refused (Megatron-LM's rule); a --vocab-size given is kept when it holds
+    the tokenizer (an embedding table larger than the tokenizer, as DeepSeek-V3's) and refused when smaller."""
+    from megatron_grow.data import resolve_data_flags
+
+    found = problems(BASE + ["--data-path", "web", "--valid-data-path", "v"])
+    assert any("--mock-data with --data-path / --valid-data-path: give one data source" in p for p in found), found
+    cfg = config.parse_args(["--data-path", "demo", "--vocab-size", "100"])
+    resolve_data_flags(cfg)
+    with pytest.raises(config.ConfigError) as e:
+        finalize(cfg, 1, "cpu")
+    assert any("--vocab-size 100 is smaller than the tokenizer's 4096 tokens" in p for p in e.value.problems)
+    cfg = config.parse_args(["--data-path", "demo", "--vocab-size", "5000"])
+    resolve_data_flags(cfg)
+    assert finalize(cfg, 1, "cpu").vocab_size == 5000
+
+
 def test_all_problems_reported_together():
     found = problems(BASE + ["--num-attention-heads", "6", "--num-query-groups", "6",
                              "--tensor-model-parallel-size", "4", "--preset", "tiny",
@@ -153,6 +170,61 @@ def test_valid_config_passes():
     cfg = finalize(config.parse_args(BASE + ["--tensor-model-parallel-size", "2",
                                              "--pipeline-model-parallel-size", "2"]), 8, "cpu")
     assert cfg.data_parallel_size == 2 and cfg.global_batch_size == 8 and cfg.num_layers == 2
+
+
+@pytest.mark.parametrize("model,argv", [  # Megatron-LM's architecture flags at each family's value
+    ("llama3", ["--use-mcore-models", "--swiglu", "--normalization", "RMSNorm", "--position-embedding-type", "rope",
+                "--group-query-attention", "--num-query-groups", "2", "--disable-bias-linear", "--rotary-percent",
+                "0.5", "--rotary-base", "1000000", "--norm-epsilon", "1e-6", "--use-rope-scaling",
+                "--rope-scaling-factor", "32", "--apply-layernorm-1p"]),
+    ("gpt2", ["--no-swiglu", "--normalization", "LayerNorm", "--position-embedding-type", "learned_absolute",
+              "--no-disable-bias-linear", "--group-query-attention", "--num-query-groups", "2",
+              "--apply-layernorm-1p"]),
+    ("deepseek-v3", ["--swiglu", "--normalization", "RMSNorm", "--position-embedding-type", "rope",
+                     "--disable-bias-linear", "--no-group-query-attention", "--rotary-base", "50000"]),
+])
+def test_architecture_flags_at_the_familys_value(model, argv):
+    cfg = finalize(config.parse_args(BASE + ["--model", model, *argv]), 1, "cpu")
+    assert cfg.num_query_groups == (2 if model != "deepseek-v3" else cfg.num_attention_heads)
+    # --no-group-query-attention is multi-head attention, as in Megatron-LM (a query group per head)
+    assert finalize(config.parse_args(BASE + ["--no-group-query-attention"]), 1, "cpu").num_query_groups == 4
+
+
+@pytest.mark.parametrize("argv,needle", [  # ... and refused at another, naming the family that has it
+    (["--normalization", "LayerNorm"], "--normalization LayerNorm: --model llama3 uses RMSNorm; gpt2 has LayerNorm "
+     "(pass --model gpt2)"),
+    (["--model", "gpt2", "--normalization", "RMSNorm"], "--normalization RMSNorm: --model gpt2 uses LayerNorm; "
+     "llama3, deepseek-v3 have RMSNorm (pass --model llama3)"),
+    (["--model", "gpt2", "--swiglu"], "--swiglu: --model gpt2 uses a GeLU MLP; llama3, deepseek-v3 have a SwiGLU MLP"),
+    (["--no-swiglu"], "--no-swiglu: --model llama3 uses a SwiGLU MLP; gpt2 has a GeLU MLP (pass --model gpt2)"),
+    (["--model", "deepseek-v3", "--position-embedding-type", "learned_absolute"],
+     "--position-embedding-type learned_absolute: --model deepseek-v3 uses rope positions; gpt2 has "
+     "learned_absolute positions"),
+    (["--position-embedding-type", "yarn"], "--position-embedding-type yarn: --model llama3 uses rope positions; no "
+     "model family here has yarn positions"),
+    (["--model", "gpt2", "--disable-bias-linear"], "--disable-bias-linear: --model gpt2 uses linear layers with "
+     "biases; llama3, deepseek-v3 have linear layers without biases (pass --model llama3)"),
+    (["--no-disable-bias-linear"], "--no-disable-bias-linear: --model llama3 uses linear layers without biases; gpt2"),
+    (["--model", "deepseek-v3", "--group-query-attention"], "--group-query-attention: --model deepseek-v3 uses no "
+     "grouped-query attention; llama3, gpt2 have grouped-query attention (pass --model llama3)"),
+    (["--no-group-query-attention", "--num-query-groups", "2"], "--num-query-groups 2 with "
+     "--no-group-query-attention"),
+    (["--model", "gpt2", "--rotary-base", "10000"], "--rotary-base: --model gpt2 has learned absolute positions, "
+     "no RoPE"),
+    (["--model", "gpt2", "--use-rope-scaling"], "--use-rope-scaling: --model gpt2 has learned absolute positions"),
+    (["--model", "deepseek-v3", "--use-rope-scaling"], "--use-rope-scaling: --model deepseek-v3's multi-latent "
+     "attention has plain RoPE"),
+    (["--model", "deepseek-v3", "--rotary-percent", "0.5"], "--rotary-percent 0.5: --model deepseek-v3's "
+     "multi-latent attention rotates --qk-pos-emb-head-dim dimensions"),
+    (["--rotary-percent", "0.3"], "--rotary-percent 0.3 rotates 9 dimensions of each head"),
+    (["--rotary-percent", "1.5"], "--rotary-percent 1.5 must be in (0, 1]"),
+    (["--rotary-base", "-1"], "--rotary-base -1.0 must be > 0"),
+    (["--norm-epsilon", "0"], "--norm-epsilon 0.0 must be > 0"),
+    (["--rope-scaling-factor", "32"], "--rope-scaling-factor 32.0 applies with --use-rope-scaling only"),
+])
+def test_architecture_flags_refused_at_another_value(argv, needle):
+    found = problems(BASE + argv)
+    assert any(needle in p for p in found), found
 
 
 def test_cli_fails_before_any_work():

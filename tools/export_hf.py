@@ -1,12 +1,16 @@
 """Export a checkpoint as a HuggingFace transformers model directory.
 
-    python tools/export_hf.py --load runs/x/ckpt --out runs/x/hf [--ckpt-step N] [--tokenizer-model M | --no-tokenizer]
+    python tools/export_hf.py --load runs/x/ckpt --out runs/x/hf [--ckpt-step N] [--no-tokenizer]
+        [--tokenizer-model M | --vocab-file V --merge-file M] [--tokenizer-type T]
 
 LLaMA3 -> LlamaForCausalLM, GPT2 -> GPT2LMHeadModel, DeepSeekV3 -> DeepseekV3ForCausalLM (transformers'
-own classes): model.safetensors
-(fp32) and config.json, plus the SentencePiece tokenizer the run trained with as a HF fast tokenizer
-(tokenizer.json, tokenizer_config.json). Reads a checkpoint of any TP/PP/EP layout in one process, without
-a process group; every architecture constant comes from the checkpoint itself. Then:
+own classes): model.safetensors (fp32) and config.json (with the RoPE base, norm epsilon and LLaMA-3.1 RoPE
+scaling the run had; --apply-layernorm-1p's norm scales written as 1 + gamma), plus the tokenizer the run
+trained with, whichever type, as transformers' AutoTokenizer loads it: an HF tokenizer.json (+
+tokenizer_config.json), GPT-2's vocab.json + merges.txt, or a SentencePiece .model (converted to a
+tokenizer.json giving the same ids; the .model beside it as tokenizer.model). Tokenizer flags given here
+replace the run's. Reads a checkpoint of any TP/PP/EP layout in one process, without a process group;
+every architecture constant comes from the checkpoint itself. Then:
 
     AutoModelForCausalLM.from_pretrained("runs/x/hf"); AutoTokenizer.from_pretrained("runs/x/hf")
 """
@@ -23,7 +27,12 @@ def main(argv=None):
     p.add_argument("--load", required=True, help="checkpoint directory (a --save of the trainer)")
     p.add_argument("--out", required=True, help="HF model directory to write; must not exist yet")
     p.add_argument("--ckpt-step", type=int, help="iteration to export (default: the latest)")
-    p.add_argument("--tokenizer-model", help="SentencePiece .model (default: the one the run trained with)")
+    p.add_argument("--tokenizer-model", help="the tokenizer to write: a SentencePiece .model, an HF tokenizer.json or "
+                   "its directory (default: the one the run trained with)")
+    p.add_argument("--vocab-file", help="GPT-2's vocab.json, with --merge-file (default: the run's)")
+    p.add_argument("--merge-file", help="GPT-2's merges.txt, with --vocab-file (default: the run's)")
+    p.add_argument("--tokenizer-type", help="the type of the tokenizer given here (default: inferred, as the trainer "
+                   "does)")
     p.add_argument("--no-tokenizer", action="store_true", help="write the model only")
     args = p.parse_args(argv)
 
@@ -53,16 +62,26 @@ def main(argv=None):
             common = checkpointing.read_common_or_raise(args.load, it, fallback=False)
         except checkpointing.CheckpointError as e:
             fail(e)
-        tokenizer = args.tokenizer_model or common.get("config", {}).get("tokenizer_model")
-        if tokenizer and not os.path.isfile(tokenizer):
-            fail(f"the tokenizer {tokenizer} {'given' if args.tokenizer_model else 'the run trained with'} is "
-                 "not there: pass --tokenizer-model PATH or --no-tokenizer")
+        given = {k: getattr(args, k) for k in hf.TOKENIZER_FIELDS if getattr(args, k)}
+        saved = common.get("config", {})
+        tokenizer = given or {k: saved[k] for k in hf.TOKENIZER_FIELDS if saved.get(k)} or None
+        if tokenizer and tokenizer.get("tokenizer_type") == "NullTokenizer":
+            tokenizer = None  # (pre-tokenized data: no tokenizer files to write)
+        if tokenizer:
+            from types import SimpleNamespace
+
+            from megatron_grow.data.tokenizer import tokenizer_flag_problems
+
+            missing = tokenizer_flag_problems(SimpleNamespace(**{**dict.fromkeys(hf.TOKENIZER_FIELDS), **tokenizer}))
+            if missing:
+                fail(f"the tokenizer {'given' if given else 'the run trained with'}: {'; '.join(missing)}: pass "
+                     "--tokenizer-model PATH (or --vocab-file/--merge-file) or --no-tokenizer")
     try:
         arch = hf.export(path, args.out, tokenizer)
     except hf.ConversionError as e:
         fail(e)
     print(f"exported {path} ({arch['family']}, {arch['num_layers']} layers) to {args.out}"
-          + ("" if tokenizer else " without a tokenizer (the run had none: mock data)"))
+          + ("" if tokenizer else " without a tokenizer (the run had none: mock data or NullTokenizer)"))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ size presets. Every preset field can be overridden by the flag of the same name.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from megatron_grow.config import RunConfig
 from megatron_grow.models.deepseek_v3 import DEEPSEEK_V3, moe_layer_pattern
 from megatron_grow.models.gpt2 import GPT2
-from megatron_grow.models.llama3 import LLAMA3
+from megatron_grow.models.llama3 import LLAMA3, ROPE_SCALING
 
 FAMILIES = {"gpt2": GPT2, "llama3": LLAMA3, "deepseek-v3": DEEPSEEK_V3}
 
@@ -21,6 +23,25 @@ def tied_embeddings(cfg) -> bool:
     """Whether the LM head shares the embedding's weight: --untie-embeddings-and-output-weights, else the family's."""
     untie = _field(cfg, "untie_embeddings_and_output_weights")
     return FAMILIES[_field(cfg, "model")]["tied_embeddings"] if untie is None else not untie
+
+
+def rotary_base(cfg):
+    """--rotary-base, else the family's (None: the family has no RoPE)."""
+    value = _field(cfg, "rotary_base")
+    return FAMILIES[_field(cfg, "model")].get("rotary_base") if value is None else value
+
+
+def norm_epsilon(cfg) -> float:
+    """--norm-epsilon, else the family's."""
+    value = _field(cfg, "norm_epsilon")
+    return FAMILIES[_field(cfg, "model")]["norm_epsilon"] if value is None else value
+
+
+def rope_scaling(cfg) -> dict | None:
+    """LLaMA-3.1's RoPE scaling as HF's rope_scaling names it (--use-rope-scaling), else None."""
+    if not _field(cfg, "use_rope_scaling"):
+        return None
+    return {"rope_type": "llama3", "factor": float(_field(cfg, "rope_scaling_factor")), **ROPE_SCALING}
 
 
 def activation_func(name: str):
@@ -43,10 +64,11 @@ def architecture(cfg) -> dict:
         "kv_channels": cfg.kv_channels or cfg.hidden_size // cfg.num_attention_heads,
         "vocab_size": cfg.vocab_size, "padded_vocab_size": padded_vocab_size(cfg.vocab_size),
         "max_position_embeddings": cfg.max_position_embeddings or cfg.seq_length,
-        "normalization": fam["normalization"], "norm_epsilon": fam["norm_epsilon"], "activation": fam["activation"],
+        "normalization": fam["normalization"], "norm_epsilon": norm_epsilon(cfg), "activation": fam["activation"],
         "gated_linear_unit": fam["gated_linear_unit"], "add_bias_linear": fam["add_bias_linear"],
         "position_embedding_type": fam["position_embedding_type"], "tied_embeddings": tied_embeddings(cfg),
-        "rotary_base": fam.get("rotary_base"), "rotary_percent": 1.0, "rotary_interleaved": False,
+        "rotary_base": rotary_base(cfg), "rotary_percent": cfg.rotary_percent, "rotary_interleaved": False,
+        "rope_scaling": rope_scaling(cfg), "layernorm_zero_centered_gamma": cfg.apply_layernorm_1p,
         "softmax_scale": None,  # 1/sqrt(head dim)
     }
     if fam.get("moe"):
@@ -96,6 +118,7 @@ def _no_init(weight) -> None:
 
 def transformer_config(cfg, tp: int, pp: int, device: str):
     """megatron-core TransformerConfig for a RunConfig ``cfg`` at a (tp, pp) layout."""
+    from megatron.core.transformer.enums import AttnBackend
     from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
 
     fam = FAMILIES[cfg.model]
@@ -110,13 +133,20 @@ def transformer_config(cfg, tp: int, pp: int, device: str):
         tensor_model_parallel_size=tp,
         pipeline_model_parallel_size=pp,
         normalization=fam["normalization"],
-        layernorm_epsilon=fam["norm_epsilon"],
+        layernorm_epsilon=norm_epsilon(cfg),
+        layernorm_zero_centered_gamma=cfg.apply_layernorm_1p,
         gated_linear_unit=fam["gated_linear_unit"],
         activation_func=activation_func(fam["activation"]),
         add_bias_linear=fam["add_bias_linear"],
         hidden_dropout=cfg.hidden_dropout,
         attention_dropout=cfg.attention_dropout,
         init_method_std=cfg.init_method_std,
+        # (Megatron-LM's --attention-backend and FP8 flags; flash, fused and FP8 only with Transformer Engine
+        # on CUDA: megatron_grow/finalize.py refuses them elsewhere. megatron-core turns the backend into NVTE_*
+        # variables for the process; the local layers, whatever the backend, leave them as auto does)
+        attention_backend=AttnBackend[cfg.attention_backend if cfg.transformer_impl == "transformer_engine"
+                                      else "auto"], fp8=cfg.fp8_format,
+        fp8_amax_history_len=cfg.fp8_amax_history_len, fp8_amax_compute_algo=cfg.fp8_amax_compute_algo,
         bf16=bf16,
         params_dtype=torch.bfloat16 if bf16 else torch.float32,
         pipeline_dtype=torch.bfloat16 if bf16 else torch.float32,
@@ -154,7 +184,7 @@ def _mla_moe_kwargs(cfg, tp: int) -> dict:
     return dict(
         multi_latent_attention=True, q_lora_rank=cfg.q_lora_rank or None, kv_lora_rank=cfg.kv_lora_rank,
         qk_head_dim=cfg.qk_head_dim, qk_pos_emb_head_dim=cfg.qk_pos_emb_head_dim, v_head_dim=cfg.v_head_dim,
-        qk_layernorm=True, rope_type="rope", rotary_base=FAMILIES[cfg.model]["rotary_base"],
+        qk_layernorm=True, rope_type="rope", rotary_base=rotary_base(cfg),
         num_query_groups=cfg.num_attention_heads, kv_channels=None,
         num_moe_experts=cfg.num_experts, moe_router_topk=cfg.moe_router_topk,
         moe_ffn_hidden_size=cfg.moe_ffn_hidden_size,
@@ -227,7 +257,9 @@ def build_model(cfg, tp: int, pp: int, device: torch.device):
         post_process=ps.is_pipeline_last_stage(),
         share_embeddings_and_output_weights=tied_embeddings(cfg),
         position_embedding_type=fam["position_embedding_type"],
-        rotary_base=fam.get("rotary_base", 10000),
+        rotary_base=rotary_base(cfg) or 10000,  # (gpt2: unused)
+        rotary_percent=cfg.rotary_percent,
+        rope_scaling=cfg.use_rope_scaling, rope_scaling_factor=cfg.rope_scaling_factor,
         parallel_output=True,
     )
     model.to(device)
@@ -242,11 +274,19 @@ def apply_preset(cfg: RunConfig) -> list[str]:
     presets = FAMILIES[cfg.model]["presets"]
     if cfg.preset not in presets:
         return [f"--preset {cfg.preset!r} is not a {cfg.model} preset; choose one of {', '.join(presets)}"]
+    groups_given = cfg.num_query_groups
     for k, v in presets[cfg.preset].items():
         if getattr(cfg, k) is None:
             setattr(cfg, k, v)
     if cfg.untie_embeddings_and_output_weights is None:
         cfg.untie_embeddings_and_output_weights = not FAMILIES[cfg.model]["tied_embeddings"]
+    cfg.rotary_base, cfg.norm_epsilon = rotary_base(cfg), norm_epsilon(cfg)
+    if cfg.group_query_attention is False and FAMILIES[cfg.model]["group_query_attention"]:
+        # Megatron-LM's meaning: without --group-query-attention, one KV head per query head
+        if groups_given not in (None, cfg.num_attention_heads):
+            return [f"--num-query-groups {groups_given} with --no-group-query-attention: grouped-query attention "
+                    f"is off, one KV head per query head; drop one of the two"]
+        cfg.num_query_groups = cfg.num_attention_heads
     if cfg.num_query_groups is None:
         cfg.num_query_groups = cfg.num_attention_heads
     if cfg.max_position_embeddings is None:
@@ -267,7 +307,65 @@ def model_problems(cfg: RunConfig) -> list[str]:
                  f"{cfg.num_attention_heads}; change one or set --kv-channels")
     if cfg.max_position_embeddings < cfg.seq_length:
         P.append(f"--seq-length {cfg.seq_length} exceeds --max-position-embeddings {cfg.max_position_embeddings}")
-    return P + _moe_problems(cfg)
+    return P + architecture_problems(cfg) + _moe_problems(cfg)
+
+
+# Megatron-LM's architecture flags: the values each family has (the first its own), and how a message says them
+ARCHITECTURE_FLAGS = {
+    "swiglu": (lambda fam: (fam["gated_linear_unit"] and fam["activation"] == "silu",),
+               lambda v: "a SwiGLU MLP" if v else "a GeLU MLP"),
+    "normalization": (lambda fam: (fam["normalization"],), str),
+    "position_embedding_type": (lambda fam: (fam["position_embedding_type"],), lambda v: f"{v} positions"),
+    "disable_bias_linear": (lambda fam: (not fam["add_bias_linear"],),
+                            lambda v: "linear layers without biases" if v else "linear layers with biases"),
+    "group_query_attention": (lambda fam: (True, False) if fam["group_query_attention"] else (False,),
+                              lambda v: "grouped-query attention" if v else "no grouped-query attention"),
+}
+
+
+def architecture_problems(cfg: RunConfig) -> list[str]:
+    """Megatron-LM's architecture flags against the family (a value it has is accepted, another is refused
+    naming the family that has it), and the RoPE and norm constants."""
+    P = []
+    for name, (values, say) in ARCHITECTURE_FLAGS.items():
+        given = getattr(cfg, name)
+        if given is None or given in values(FAMILIES[cfg.model]):
+            continue
+        flag = "--" + name.replace("_", "-")
+        shown = (flag if given else "--no-" + flag[2:]) if isinstance(given, bool) else f"{flag} {given}"
+        others = sorted((n for n, fam in FAMILIES.items() if given in values(fam)), key=lambda n: n != "llama3")
+        where = (f"{', '.join(others)} {'has' if len(others) == 1 else 'have'} {say(given)} (pass --model {others[0]})"
+                 if others else f"no model family here has {say(given)}")
+        P.append(f"{shown}: --model {cfg.model} uses {say(values(FAMILIES[cfg.model])[0])}; {where}")
+    rope = FAMILIES[cfg.model]["position_embedding_type"] == "rope"
+    mla = bool(FAMILIES[cfg.model].get("multi_latent_attention"))
+    for name, value, ok, want in [("rotary_base", cfg.rotary_base, lambda v: v > 0, "> 0"),
+                                  ("norm_epsilon", cfg.norm_epsilon, lambda v: v > 0, "> 0"),
+                                  ("rope_scaling_factor", cfg.rope_scaling_factor, lambda v: v >= 1, ">= 1"),
+                                  ("rotary_percent", cfg.rotary_percent, lambda v: 0 < v <= 1, "in (0, 1]")]:
+        if value is not None and not (math.isfinite(value) and ok(value)):
+            P.append(f"--{name.replace('_', '-')} {value} must be {want}")
+    if not rope:
+        P += [f"--{name.replace('_', '-')}: --model {cfg.model} has learned absolute positions, no RoPE; llama3 "
+              f"and deepseek-v3 have RoPE (pass --model llama3)" for name, given in
+              [("rotary_base", cfg.rotary_base is not None), ("use_rope_scaling", cfg.use_rope_scaling),
+               ("rotary_percent", cfg.rotary_percent != 1.0)] if given]
+    elif mla:
+        if cfg.use_rope_scaling:
+            P.append(f"--use-rope-scaling: --model {cfg.model}'s multi-latent attention has plain RoPE; llama3 has "
+                     f"LLaMA-3.1's RoPE scaling (pass --model llama3)")
+        if cfg.rotary_percent != 1.0:
+            P.append(f"--rotary-percent {cfg.rotary_percent}: --model {cfg.model}'s multi-latent attention rotates "
+                     f"--qk-pos-emb-head-dim dimensions of each head; set that instead")
+    elif cfg.rotary_percent != 1.0 and math.isfinite(cfg.rotary_percent) and 0 < cfg.rotary_percent <= 1:
+        rotated = int((cfg.kv_channels or cfg.hidden_size // cfg.num_attention_heads) * cfg.rotary_percent)
+        if rotated < 2 or rotated % 2:
+            P.append(f"--rotary-percent {cfg.rotary_percent} rotates {rotated} dimensions of each head; RoPE "
+                     f"rotates pairs: pick a fraction giving an even number >= 2")
+    if cfg.rope_scaling_factor != 8.0 and not cfg.use_rope_scaling:
+        P.append(f"--rope-scaling-factor {cfg.rope_scaling_factor} applies with --use-rope-scaling only; add it "
+                 f"or drop the factor")
+    return P
 
 
 MLA_FIELDS = ("q_lora_rank", "kv_lora_rank", "qk_head_dim", "qk_pos_emb_head_dim", "v_head_dim")

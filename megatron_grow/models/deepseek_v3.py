@@ -21,6 +21,7 @@ DEEPSEEK_V3 = dict(
     position_embedding_type="rope",
     rotary_base=10000,
     tied_embeddings=False,
+    group_query_attention=False,  # (multi-latent attention instead)
     multi_latent_attention=True,
     moe=True,
     presets={

@@ -8,6 +8,7 @@ GPT2 = dict(
     add_bias_linear=True,
     position_embedding_type="learned_absolute",
     tied_embeddings=True,
+    group_query_attention=True,  # (megatron-core builds it; HF's GPT-2 has none: export refuses it)
     presets={
         # 2 layers, width 128: trains in seconds on a CPU; for tests and smoke runs.
         "tiny": dict(num_layers=2, hidden_size=128, ffn_hidden_size=512, num_attention_heads=4,

@@ -8,7 +8,7 @@ overlap, so it pays about 1/TP of the full tensor's draws, and a TP1/PP1 run and
 start from identical weights.
 
 Rule (GPT-2 / Megatron): weights ~ N(0, std); residual-branch output projections (attention
-``linear_proj`` and MLP ``linear_fc2``) ~ N(0, std / sqrt(2 L)); biases 0; norm scales 1.
+``linear_proj`` and MLP ``linear_fc2``) ~ N(0, std / sqrt(2 L)); biases 0; norm scales 1 (0 with --apply-layernorm-1p).
 With muP (width multiplier m != 1, megatron_grow/mup.py): hidden matrices (2-D weights inside the
 decoder layers) take std / sqrt(m) (output projections: std / sqrt(m) / sqrt(2 L)), the untied
 output layer std / m, embeddings std. Still a function of (seed, global name, target shape/config).
@@ -104,14 +104,15 @@ def init_std(name: str, ndim: int, std: float, num_layers: int, width_mult: floa
 
 
 def shard_init(name: str, shape, dim: int | None, tp: int, tp_rank: int, gated: bool, seed: int, std: float,
-               num_layers: int, device, dtype, width_mult: float = 1.0) -> torch.Tensor:
+               num_layers: int, device, dtype, width_mult: float = 1.0, norm_scale: float = 1.0) -> torch.Tensor:
     """This TP rank's shard (in megatron's local layout) of the full tensor the init rule gives the
-    parameter with global name ``name`` and full ``shape``, split along ``dim`` (None: not split)."""
+    parameter with global name ``name`` and full ``shape``, split along ``dim`` (None: not split). Norm
+    scales start at ``norm_scale`` (0 with --apply-layernorm-1p, whose norms scale by 1 + weight)."""
     if len(shape) == 1:
         leaf = name.rsplit(".", 1)[-1]
         is_norm_scale = leaf == "weight" and ("norm" in name or "layer_norm" in name)
         local = shape[0] // tp if dim is not None else shape[0]
-        return (torch.ones if is_norm_scale else torch.zeros)(local, device=device, dtype=dtype)
+        return torch.full((local,), norm_scale if is_norm_scale else 0.0, device=device, dtype=dtype)
     assert len(shape) == 2, (name, shape)
     whole = [(0, shape[0]), (0, shape[1])]
     blocks = []
@@ -125,12 +126,13 @@ def shard_init(name: str, shape, dim: int | None, tp: int, tp_rank: int, gated: 
 @torch.no_grad()
 def init_weights(model, seed: int, std: float, num_layers: int, width_mult: float = 1.0) -> None:
     gated = model.config.gated_linear_unit
+    norm_scale = 0.0 if model.config.layernorm_zero_centered_gamma else 1.0
     names = global_names(model)
     for name, p in model.named_parameters():
         tp, tp_rank = tp_size_rank(name)
         dim = p.partition_dim if getattr(p, "tensor_model_parallel", False) and tp > 1 else None
         p.copy_(shard_init(names[name], full_shape(p, tp), dim, tp, tp_rank, gated and "linear_fc1" in name,
-                           seed, std, num_layers, p.device, p.dtype, width_mult))
+                           seed, std, num_layers, p.device, p.dtype, width_mult, norm_scale))
 
 
 def tp_size_rank(name: str) -> tuple[int, int]:

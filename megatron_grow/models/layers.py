@@ -29,8 +29,35 @@ def _tag(module: torch.nn.Module, config) -> torch.nn.Module:
 class SequenceParallelNorm:
     def __new__(cls, config, hidden_size: int, eps: float = 1e-5, persist_layer_norm: bool = False,
                 zero_centered_gamma: bool = False, normalization: str = "LayerNorm"):
-        norm = torch.nn.RMSNorm if config.normalization == "RMSNorm" else torch.nn.LayerNorm
+        rms = config.normalization == "RMSNorm"
+        if config.layernorm_zero_centered_gamma:
+            norm = ZeroCenteredRMSNorm if rms else ZeroCenteredLayerNorm
+        else:
+            norm = torch.nn.RMSNorm if rms else torch.nn.LayerNorm
         return _tag(norm(normalized_shape=hidden_size, eps=eps), config)
+
+
+class ZeroCenteredRMSNorm(torch.nn.RMSNorm):
+    """RMSNorm scaled by 1 + weight, the weight starting at 0 (--apply-layernorm-1p, megatron-core's
+    layernorm_zero_centered_gamma, as Transformer Engine's norms compute it): the same function as a plain
+    norm whose scale is 1 + weight (HF export adds the 1)."""
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.zeros_(self.weight)
+
+    def forward(self, x):
+        return F.rms_norm(x, self.normalized_shape, self.weight + 1, self.eps)
+
+
+class ZeroCenteredLayerNorm(torch.nn.LayerNorm):
+    """LayerNorm scaled by 1 + weight (see ZeroCenteredRMSNorm)."""
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.zeros_(self.weight)
+        torch.nn.init.zeros_(self.bias)
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight + 1, self.bias, self.eps)
 
 
 class DuplicatedLinear(torch.nn.Module):

@@ -17,6 +17,7 @@ megatron-core's own optimizer wrappers assume CUDA tensors; this path runs the s
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.distributed as dist
@@ -37,6 +38,12 @@ from megatron_grow.optim.newton_schulz import unavailable_reason
 def optimizer_problems(cfg: RunConfig, device: str) -> list[str]:
     """Muon-NSGD's flags, and whether --ns-backend can run on ``device``."""
     P = []
+    if cfg.decoupled_lr is not None and not (math.isfinite(cfg.decoupled_lr) and cfg.decoupled_lr > 0):
+        P.append(f"--decoupled-lr {cfg.decoupled_lr} must be a finite number > 0")
+    elif cfg.decoupled_min_lr is not None and cfg.decoupled_lr is None:
+        P.append("--decoupled-min-lr is the LR the --decoupled-lr group decays to: give --decoupled-lr too")
+    elif cfg.decoupled_min_lr is not None and not 0 <= cfg.decoupled_min_lr <= cfg.decoupled_lr:
+        P.append(f"--decoupled-min-lr {cfg.decoupled_min_lr} must be in [0, --decoupled-lr {cfg.decoupled_lr}]")
     if cfg.optimizer == "muon-nsgd":
         if not 0 <= cfg.muon_momentum < 1:
             P.append(f"--muon-momentum {cfg.muon_momentum} must be in [0, 1)")
@@ -51,6 +58,32 @@ def optimizer_problems(cfg: RunConfig, device: str) -> list[str]:
         why = cfg.ns_backend != "auto" and unavailable_reason(cfg.ns_backend, torch.device(device))
         if why:
             P.append(f"--ns-backend {cfg.ns_backend}: {why}; use --ns-backend auto or torch")
+    return P
+
+
+def sample_schedule_problems(cfg: RunConfig) -> list[str]:
+    """The schedule's lengths in iterations or in samples, not both (Megatron-LM's rule); read before
+    finalize fills --train-iters, so that it tells whether --train-iters was given."""
+    P = []
+    samples = [f"--{k.replace('_', '-')}" for k in ("train_samples", "lr_decay_samples", "lr_warmup_samples",
+                                                     "lr_wsd_decay_samples") if getattr(cfg, k) is not None]
+    iters = [f"--{k.replace('_', '-')}" for k in ("train_iters", "lr_decay_iters", "lr_warmup_iters",
+                                                   "lr_wsd_decay_iters") if getattr(cfg, k) is not None]
+    if cfg.train_samples is not None and iters:
+        P.append(f"--train-samples counts the run in samples: give its schedule in samples too (--lr-decay-samples, "
+                 f"--lr-warmup-samples, --lr-wsd-decay-samples), not {', '.join(iters)}")
+    elif cfg.train_samples is None and samples:
+        P.append(f"{', '.join(samples)} count samples: they need --train-samples instead of --train-iters (or give "
+                 f"--lr-decay-iters, --lr-warmup-iters, --lr-wsd-decay-iters)")
+    for k in ("train_samples", "lr_decay_samples", "lr_decay_iters"):
+        if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
+            P.append(f"--{k.replace('_', '-')} must be >= 1 (got {getattr(cfg, k)})")
+    for k in ("lr_warmup_samples", "lr_wsd_decay_samples"):
+        if getattr(cfg, k) is not None and getattr(cfg, k) < 0:
+            P.append(f"--{k.replace('_', '-')} must be >= 0 (got {getattr(cfg, k)})")
+    if cfg.train_samples and cfg.global_batch_size and cfg.train_samples < cfg.global_batch_size:
+        P.append(f"--train-samples {cfg.train_samples} is less than one global batch (--global-batch-size "
+                 f"{cfg.global_batch_size}): no iteration to train")
     return P
 
 
@@ -91,18 +124,27 @@ class Optimizer:
         # one group per (weight-decay, LR) multiplier pair; the scheduler drives each group's LR
         # between its own max_lr and min_lr (muP scales some groups' LR)
         # (--grow-new-layer-lr-mult: the layers a growth added get groups of their own, marked new_layers)
+        # (--decoupled-lr: the input embedding and output layer, as megatron-core marks them, get groups of their
+        # own with that LR, unscaled by muP, as in Megatron-LM; they come last, so the other groups keep their ids)
         new = new_layers(cfg)
         def key(n, p):
-            return 0.0 if _no_decay(n, p) else 1.0, mup.lr_multiplier(cfg, n, p), layer_index(n) in new
+            if cfg.decoupled_lr is not None and getattr(p, "is_embedding_or_output_parameter", False):
+                return 0.0 if _no_decay(n, p) else 1.0, 1.0, False, True
+            return 0.0 if _no_decay(n, p) else 1.0, mup.lr_multiplier(cfg, n, p), layer_index(n) in new, False
+
+        def bounds(lr, decoupled):
+            if decoupled:
+                lo = cfg.decoupled_min_lr if cfg.decoupled_min_lr is not None else cfg.min_lr
+                return {"max_lr": cfg.decoupled_lr, "min_lr": lo, "decoupled_lr": True}
+            return {"max_lr": cfg.lr * lr, "min_lr": cfg.min_lr * lr}
 
         # (every rank of a DP group has the same groups, sharded or not: some may hold none of its masters)
-        groups: dict[tuple[float, float, bool], list] = {key(n, p): [] for n, p in named}
+        groups: dict[tuple[float, float, bool, bool], list] = {key(n, p): [] for n, p in named}
         for (i, _, _), m in zip(self.pieces, self.masters, strict=True):
             groups[key(*named[i])].append(m)
-        groups = [{"params": ms, "wd_mult": wd, "max_lr": cfg.lr * lr, "min_lr": cfg.min_lr * lr,
-                   **({"new_layers": True} if is_new else {})}
-                  for (wd, lr, is_new), ms in sorted(groups.items(), key=lambda kv: (kv[0][1] != 1.0, kv[0][2],
-                                                                                     -kv[0][0]))]
+        groups = [{"params": ms, "wd_mult": wd, **bounds(lr, dec), **({"new_layers": True} if is_new else {})}
+                  for (wd, lr, is_new, dec), ms in sorted(groups.items(), key=lambda kv: (
+                      kv[0][3], kv[0][1] != 1.0, kv[0][2], -kv[0][0]))]
         self.new_layer_lr = new_layer_lr_factor(cfg) if new else None
         self.last_new_layer_lr = None
         # Group order fixes the state-dict ids: remember the model-param order behind it.
@@ -203,6 +245,8 @@ class Optimizer:
                   for k, (i, a, b) in enumerate(self.pieces[j] for j in self.group_order)}
         step = self.common_step()
         optim_state_to_sharding_state(sd, id_map, exclude_keys=("step",))
+        if is_loading:  # the state goes by parameter; the groups are this run's (load_state_dict)
+            del sd["param_groups"]
         if self.shares:  # the owner is the one data-parallel replica that writes (and reads) the state
             for s in sd["state"].values():
                 for t in s.values():
@@ -240,9 +284,11 @@ class Optimizer:
                 m.copy_(self.params[i][a:b])
 
     def load_state_dict(self, sd):
-        """The saved state; each group's LR bounds stay the ones this run's flags give (a resume
-        whose schedule differs was refused, or asked for the flags' schedule)."""
+        """The saved state, by parameter, into this run's param groups: their hyperparameters and LR bounds
+        are the ones this run's flags give (a resume whose schedule differs was refused, or asked for the
+        flags' schedule; --decoupled-lr may add or drop groups)."""
         bounds = [(g["max_lr"], g["min_lr"]) for g in self.optimizer.param_groups]
+        sd["param_groups"] = self.optimizer.state_dict()["param_groups"]
         step = sd.pop("common_step")
         for s in sd["state"].values():
             s["step"] = torch.tensor(step)
@@ -370,13 +416,16 @@ def _muon(cfg, groups, named, masters, spread: bool = True) -> MuonNSGD:
 
 def build_scheduler(optimizer: Optimizer, cfg) -> OptimizerParamScheduler:
     """megatron-core's scheduler, stepped once per iteration: linear warmup, then wsd / cosine /
-    constant / linear decay to --min-lr at --train-iters."""
+    constant / linear decay to --min-lr at --lr-decay-iters (by default --train-iters); each param group
+    between its own max_lr and min_lr (muP, --decoupled-lr)."""
     T, wsd = cfg.train_iters, cfg.wsd_decay_iters
     # a resume whose schedule flags differ from the checkpoint's was refused before this, unless
-    # --override-opt-param-scheduler asks for the flags' schedule (megatron's checks are the backstop)
+    # --override-opt-param-scheduler asks for the flags' schedule (megatron's checks are the backstop).
+    # Megatron-LM counts this scheduler's steps in samples; here in iterations, with lengths given in samples
+    # (--train-samples) divided by the global batch, exactly: the same LR at every iteration.
     return OptimizerParamScheduler(
         optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=cfg.warmup_iters,
-        lr_decay_steps=T, lr_decay_style="WSD" if cfg.lr_decay_style == "wsd" else cfg.lr_decay_style,
+        lr_decay_steps=cfg.decay_iters, lr_decay_style="WSD" if cfg.lr_decay_style == "wsd" else cfg.lr_decay_style,
         start_wd=cfg.weight_decay,
         end_wd=cfg.weight_decay, wd_incr_steps=T, wd_incr_style="constant",
         wsd_decay_steps=wsd if cfg.lr_decay_style == "wsd" else None,
