@@ -31,6 +31,8 @@ if [ "$lane" = all ] || [ "$lane" = slow ]; then
   start=$SECONDS
   # two pytest workers, a test file each (its module fixtures stay in one worker): half the jobs are one
   # process, which leaves a core idle; MULTIPROCESS_WORKERS=1 runs them one after another
-  "${pytest[@]}" -m multiprocess -n "${MULTIPROCESS_WORKERS:-2}" --dist loadfile --durations=20 || [ $? -eq 5 ]
+  # (longest files first: tests/conftest.py orders them, --no-loadscope-reorder keeps that order)
+  "${pytest[@]}" -m multiprocess -n "${MULTIPROCESS_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
+    --durations=20 || [ $? -eq 5 ]
   echo "[test] slow lane: $((SECONDS - start)) s"
 fi

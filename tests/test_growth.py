@@ -1,9 +1,12 @@
 """Progressive growth: plans, function preservation, copies, optimizer state, online vs offline, resume."""
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -20,6 +23,21 @@ GROW = ["--num-layers", "1", "--grow-at-iter", "4", "--grow-to-layers", "4", "--
 
 def expand(*args, check=True):
     return run([sys.executable, "tools/expand_checkpoint.py", *map(str, args)], timeout=300, check=check)
+
+
+def expand_here(*args, check=False):
+    """tools/expand_checkpoint.py in this process, for inputs it refuses before building anything (no process
+    group is started): its exit status and what it printed, as ``expand(..., check=False)`` gives them."""
+    from tools import expand_checkpoint
+
+    out, code = io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            expand_checkpoint.main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            out.write(e.code if isinstance(e.code, str) else "")
+    return subprocess.CompletedProcess(args, code, out.getvalue(), "")
 
 
 def test_placement_maps():
@@ -235,15 +253,15 @@ def test_expand_tool_bad_inputs(tmp_path, source):
          "does not split evenly"),
     ]
     for extra, needle in cases:
-        res = expand("--load", source, "--save", dst, *extra, check=False)
+        res = expand_here("--load", source, "--save", dst, *extra)
         assert res.returncode != 0 and needle in res.stdout, res.stdout
         assert not dst.exists()
-    res = expand("--load", tmp_path / "nothing", "--save", dst, "--target-num-layers", 4, check=False)
+    res = expand_here("--load", tmp_path / "nothing", "--save", dst, "--target-num-layers", 4)
     assert res.returncode != 0 and "not a megatron_grow checkpoint" in res.stdout
     broken = tmp_path / "broken"
     shutil.copytree(source, broken)
     os.remove(broken / "iter_0000004" / "metadata.json")
-    res = expand("--load", broken, "--save", dst, "--target-num-layers", 4, check=False)
+    res = expand_here("--load", broken, "--save", dst, "--target-num-layers", 4)
     assert res.returncode != 0 and "missing or truncated" in res.stdout
     # damaged files: refused naming the file, as the trainer would, and nothing written
     for name, damage, needle in [("__0_0.distcp", "flip", "differs from what was saved"),
@@ -268,16 +286,18 @@ def test_expand_tool_bad_inputs(tmp_path, source):
             if damage == "truncate-unchecked":  # (a checkpoint without checksums: the read fails, named)
                 for c in (broken / "iter_0000004").glob("checksums.*.json"):
                     os.remove(c)
-        res = expand("--load", broken, "--save", dst, "--target-num-layers", 4, check=False)
+        # (the unchecked read fails after the process group started: in a process of its own)
+        run_it = expand if damage == "truncate-unchecked" else expand_here
+        res = run_it("--load", broken, "--save", dst, "--target-num-layers", 4, check=False)
         assert res.returncode != 0 and needle in res.stdout and str(broken) in res.stdout, (name, res.stdout[-2000:])
         assert "Traceback" not in res.stdout and not dst.exists(), (name, res.stdout[-2000:])
-    res = expand("--load", source, "--ckpt-step", 3, "--save", dst, "--target-num-layers", 4, check=False)
+    res = expand_here("--load", source, "--ckpt-step", 3, "--save", dst, "--target-num-layers", 4)
     assert res.returncode != 0 and "--ckpt-step 3: no complete checkpoint of that iteration" in res.stdout
     dst.mkdir()
-    res = expand("--load", source, "--save", dst, "--target-num-layers", 4, check=False)
+    res = expand_here("--load", source, "--save", dst, "--target-num-layers", 4)
     assert res.returncode != 0 and "exists" in res.stdout and os.listdir(dst) == []
-    res = expand("--load", source, "--save", source / "grown", "--target-num-layers", 4, check=False)
+    res = expand_here("--load", source, "--save", source / "grown", "--target-num-layers", 4)
     assert res.returncode != 0 and "lies inside --load" in res.stdout
-    res = expand("--load", source, "--target-num-layers", 4, "--placement", "interleave", "--dry-run", check=False)
+    res = expand_here("--load", source, "--target-num-layers", 4, "--placement", "interleave", "--dry-run")
     assert res.returncode == 0 and "layer   3 <- copy" not in res.stdout and "1 -> 4 layers" in res.stdout
     assert _digest(source) == before  # the source was only read
