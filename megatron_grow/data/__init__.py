@@ -16,13 +16,13 @@ def resolve_data_flags(cfg) -> None:
     file is left for validation to report."""
     if cfg.mock_data:
         return
+    from megatron_grow.data.datasets import DATA_FLAGS
     from megatron_grow.data.tokenizer import build_tokenizer, infer_tokenizer_type, tokenizer_flag_problems
 
-    data_flags = ("data_path", "train_data_path", "valid_data_path", "test_data_path")
-    for f in data_flags:  # (a config built in code may give one prefix as a string)
+    for f in DATA_FLAGS:  # (a config built in code may give one prefix as a string)
         if isinstance(getattr(cfg, f), str):
             setattr(cfg, f, [getattr(cfg, f)])
-    demo_flags = [f for f in data_flags if "demo" in (getattr(cfg, f) or [])]
+    demo_flags = [f for f in DATA_FLAGS if "demo" in (getattr(cfg, f) or [])]
     if demo_flags:  # (demo as a prefix of any data flag: a blend may hold it)
         from megatron_grow.data.corpus import demo_corpus
 
@@ -58,8 +58,9 @@ def data_problems(cfg: RunConfig) -> list[str]:
     from megatron_grow.data.tokenizer import build_tokenizer, infer_tokenizer_type, tokenizer_flag_problems
 
     P, tokenizer = [], None
-    given = [f"--{f.replace('_', '-')}" for f in ("data_path", "train_data_path", "valid_data_path", "test_data_path")
-             if getattr(cfg, f)]
+    from megatron_grow.data.datasets import DATA_FLAGS, flag_of
+
+    given = [flag_of(f) for f in DATA_FLAGS if getattr(cfg, f)]
     if cfg.mock_data and given:  # (as Megatron-LM: one data source)
         P.append(f"--mock-data with {' / '.join(given)}: give one data source, synthetic tokens or the files")
     if not cfg.mock_data and infer_tokenizer_type(cfg):

@@ -77,8 +77,8 @@ class Tokenizer:
         # keys megatron's dataset index cache: the vocabulary, not the file (whose trainer spec
         # records the temporary paths it was trained from) nor where it lies
         pieces = [(self.sp.id_to_piece(i), self.sp.get_score(i)) for i in range(self.vocab_size)]
-        digest = hashlib.md5(repr((pieces, self.eod)).encode(), usedforsecurity=False).hexdigest()
-        self.unique_identifiers = {"class": "SentencePiece", "md5": digest, "vocab_size": self.vocab_size}
+        self.unique_identifiers = {"class": "SentencePiece", "md5": _md5((pieces, self.eod)),
+                                   "vocab_size": self.vocab_size}
         self.spec = {"tokenizer_type": self.type, "tokenizer_model": path}
 
     @property
